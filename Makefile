@@ -1,0 +1,83 @@
+# transferlab: build, publish and test.
+#   make all    set up the venv, execute every notebook (PROFILE=cpu), build the book
+#   make test   set up the venv and run every test (unit, ci profile end-to-end, nbval, book)
+# Pins live only in requirements.txt; the venv is .venv.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+PYTHON_BOOT ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+PROFILE     ?= cpu
+# Source notebooks (outputs cleared); executed copies go to book/ under the same name.
+NOTEBOOKS_DIR ?= notebooks
+NOTEBOOKS   := $(sort $(wildcard $(NOTEBOOKS_DIR)/[0-9][0-9]_*.ipynb))
+EXECUTED    := $(patsubst $(NOTEBOOKS_DIR)/%,book/%,$(NOTEBOOKS))
+LIBRARY     := $(shell find src -name '*.py' 2>/dev/null)
+# Records the profile of the executed notebooks, so changing PROFILE re-executes them.
+PROFILE_STAMP := .cache/make/profile
+FAILED_DIR  := .cache/papermill-failed
+
+.PHONY: all setup notebooks book test clean-book FORCE
+
+all:
+	@$(MAKE) --no-print-directory setup
+	@$(MAKE) --no-print-directory notebooks
+	@$(MAKE) --no-print-directory book
+
+# ---------------------------------------------------------------- setup
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON_BOOT) -m venv $(VENV)
+
+# Re-installs only when requirements.txt or pyproject.toml changed since the last install.
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# ---------------------------------------------------------------- notebooks
+notebooks: $(EXECUTED)
+	@echo "notebooks: $(words $(EXECUTED)) executed notebook(s) in book/ up to date (profile $(PROFILE))"
+
+$(PROFILE_STAMP): FORCE
+	@mkdir -p $(@D)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $@
+
+# Execute into a temporary file next to the target and move it into place only on
+# success: book/ never holds a half-written notebook. A failed run is kept for
+# debugging in $(FAILED_DIR)/ (outside book/).
+book/%.ipynb: $(NOTEBOOKS_DIR)/%.ipynb $(LIBRARY) $(STAMP) $(PROFILE_STAMP)
+	@mkdir -p $(@D) $(FAILED_DIR)
+	@echo "papermill $< -> $@ (profile $(PROFILE))"
+	@tmp=$(@D)/.$(*F).running.ipynb; start=$$(date +%s); \
+	if TQDM_DISABLE=1 $(VENV)/bin/papermill "$<" "$$tmp" -k python3 -p profile "$(PROFILE)" \
+	     --cwd "$(<D)" --no-progress-bar --log-level WARNING; then \
+	  mv -f "$$tmp" "$@"; \
+	  echo "  done: $@ in $$(( $$(date +%s) - start )) s"; \
+	else \
+	  mv -f "$$tmp" "$(FAILED_DIR)/$(*F).ipynb" 2>/dev/null || true; \
+	  echo "  FAILED: $< (partial output in $(FAILED_DIR)/$(*F).ipynb)"; exit 1; \
+	fi
+
+# ---------------------------------------------------------------- book
+# --path-output book puts the HTML in book/_build/html; --all re-reads every page so
+# that -W also fails on warnings of pages unchanged since the last build.
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --config _config.yml --toc book/_toc.yml \
+	  --path-output book -W --keep-going --all
+	@echo "book: $(CURDIR)/book/_build/html/index.html"
+
+clean-book:
+	rm -rf book/_build
+
+# ---------------------------------------------------------------- test
+test: $(STAMP)
+	@start=$$(date +%s); rc=0; \
+	TQDM_DISABLE=1 $(PY) -m pytest -q tests || rc=$$?; \
+	echo "make test: total wall time $$(( $$(date +%s) - start )) s"; exit $$rc
+
+FORCE:
