@@ -1,0 +1,85 @@
+"""Content-addressed, atomically written cache: same config twice, no recompute.
+
+Files are written to a temporary name and renamed into place, so a reader either sees
+a complete file or none; a corrupt file (e.g. truncated by a crash) is recomputed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def cache_root() -> Path:
+    """$TRANSFERLAB_CACHE, else ~/.cache/transferlab."""
+    root = Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)` and rename the result to `path` only if it succeeded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1, default=_jsonable)))
+
+
+def read_json(path: Path) -> Any | None:
+    """The parsed file, or None when it is missing or unreadable (then it is recomputed)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
+    found = read_json(path)
+    if found is not None:
+        return found
+    value = compute()
+    write_json(path, value)
+    return json.loads(json.dumps(value, default=_jsonable))
+
+
+def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """An .npz of named arrays, computed once."""
+    path = Path(path)
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        pass
+    arrays = compute()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+    return arrays
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")

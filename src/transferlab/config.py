@@ -1,0 +1,202 @@
+"""Validated, hashable study configuration: dataclasses, parameter checks, profiles.
+
+Every user-facing value is checked before any compute, and errors follow
+scikit-learn's shape: which parameter, what is allowed, what was given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class ParameterError(ValueError):
+    """A user-facing parameter has a value outside what is allowed."""
+
+
+# ---------------------------------------------------------------- checks
+@dataclass(frozen=True)
+class Int:
+    lo: int
+    hi: float = math.inf
+
+    def __call__(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= self.hi:
+            raise ParameterError(f"The '{name}' parameter must be an int in the range "
+                                 f"[{self.lo}, {self.hi}]. Got {value!r} instead.")
+        return value
+
+
+@dataclass(frozen=True)
+class Float:
+    lo: float
+    hi: float = math.inf
+    lo_open: bool = False
+
+    def __call__(self, name: str, value: Any) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (self.lo < value if self.lo_open else self.lo <= value) and value <= self.hi
+        if not ok:
+            left = "(" if self.lo_open else "["
+            raise ParameterError(f"The '{name}' parameter must be a float in the range "
+                                 f"{left}{self.lo}, {self.hi}]. Got {value!r} instead.")
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value not in self.options:
+            raise ParameterError(f"The '{name}' parameter must be one of {list(self.options)}. "
+                                 f"Got {value!r} instead.")
+        return value
+
+
+@dataclass(frozen=True)
+class Floats:
+    """A non-empty tuple of floats, each checked by `item`."""
+
+    item: Float
+
+    def __call__(self, name: str, value: Any) -> tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (list, tuple)) or len(value) == 0:
+            raise ParameterError(f"The '{name}' parameter must be a non-empty list of floats. "
+                                 f"Got {value!r} instead.")
+        return tuple(self.item(name, v) for v in value)
+
+
+def param(default: Any, check: Callable[[str, Any], Any]) -> Any:
+    """A dataclass field whose value is validated by `check` in `validate`."""
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+# ---------------------------------------------------------------- config blocks
+SOURCE_NAMES = ("glyphs", "glyphs+digits")
+TARGET_NAMES = ("mnist", "sklearn-digits", "font-digits")
+ARCH_NAMES = ("resnet", "vit")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = param("resnet", Choice(ARCH_NAMES))
+    width: int = param(16, Int(4, 4096))   # ResNet: first-stage channels; ViT: embedding width
+    depth: int = param(8, Int(1, 200))     # ResNet: 6n+2 layers; ViT: transformer blocks
+    heads: int = param(2, Int(1, 64))      # ViT only
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = param(3, Int(1, 10_000))
+    batch_size: int = param(128, Int(1, 65_536))
+    optimizer: str = param("adamw", Choice(("adamw", "sgd")))
+    lr: float = param(2e-3, Float(0.0, 10.0, lo_open=True))
+    weight_decay: float = param(0.05, Float(0.0, 1.0))
+    label_smoothing: float = param(0.1, Float(0.0, 0.5))
+    warmup_frac: float = param(0.08, Float(0.0, 0.5))
+    augment: bool = param(True, Choice((True, False)))   # random translation by up to 2 px
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that identifies a pretraining run of the zoo (plus its seed)."""
+
+    source: str = param("glyphs", Choice(SOURCE_NAMES))
+    source_size: int = param(20_000, Int(100, 10_000_000))
+    source_test: int = param(2_000, Int(50, 1_000_000))
+    data_seed: int = param(0, Int(0, 2**31 - 1))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Extra checkpoints inside epoch 1, as fractions of it (the paper saves a few there).
+    early_checkpoints: tuple = param((0.5,), Floats(Float(0.0, 1.0, lo_open=True)))
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str = param("mnist", Choice(TARGET_NAMES))
+    train: int = param(1_000, Int(10, 1_000_000))
+    val: int = param(500, Int(10, 1_000_000))
+    test: int = param(3_500, Int(10, 1_000_000))
+    split_seed: int = param(0, Int(0, 2**31 - 1))
+
+
+# ---------------------------------------------------------------- validation, overrides, hashing
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Check every field (recursively) and return the config with normalised values."""
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = validate(value, f"{prefix}{f.name}.")
+        elif "check" in f.metadata:
+            changes[f.name] = f.metadata["check"](f"{prefix}{f.name}", value)
+    return dataclasses.replace(cfg, **changes)
+
+
+def field_paths(cfg: Any, prefix: str = "") -> list[str]:
+    """All dotted parameter names of a config, e.g. 'pretrain.train.epochs'."""
+    paths = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            paths += field_paths(value, f"{prefix}{f.name}.")
+        else:
+            paths.append(f"{prefix}{f.name}")
+    return paths
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
+    """Replace dotted-path fields; an unknown name is an error listing the allowed ones."""
+    allowed = field_paths(cfg)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in allowed:
+            raise ParameterError(f"Unknown parameter {key!r}. Allowed parameters: {allowed}.")
+        cfg = _replace_path(cfg, key.split("."), value)
+    return cfg
+
+
+def _replace_path(cfg: Any, path: list[str], value: Any) -> Any:
+    if len(path) == 1:
+        return dataclasses.replace(cfg, **{path[0]: value})
+    inner = getattr(cfg, path[0])
+    return dataclasses.replace(cfg, **{path[0]: _replace_path(inner, path[1:], value)})
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable short hash of a config's resolved values (identical values, identical hash)."""
+    blob = json.dumps(to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+PROFILE_NAMES = ("ci", "cpu", "gpu", "paper")
+
+
+def check_profile(profile: str) -> str:
+    return Choice(PROFILE_NAMES)("profile", profile)
+
+
+def check_device(device: str) -> str:
+    """'auto' picks CUDA when present; asking for CUDA without one is a clear error."""
+    import torch
+
+    Choice(("auto", "cpu", "cuda"))("device", device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("The 'device' parameter is 'cuda' but no CUDA device is available; "
+                             "use 'cpu' or 'auto'.")
+    return device

@@ -1,0 +1,1 @@
+"""One module per finding: `config(profile, **params)` and `run(cfg) -> Results`."""

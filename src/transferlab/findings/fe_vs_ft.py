@@ -1,0 +1,273 @@
+"""Finding 02 (Deng et al., ICCV 2023): feature extraction vs fine-tuning across pretraining epochs.
+
+For every checkpoint of a pretraining run: source accuracy, FE accuracy (linear probe on
+frozen penultimate features of the target) and FT accuracy (all weights trained on the
+target, learning rate picked on validation), plus the spectral split of the features into
+main components and residual. Verdicts B1-B3 follow ../shared/CLAIMS.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+from ..cache import cache_root, cached_arrays, cached_json
+from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
+                      apply_overrides, check_device, check_profile, config_hash, param, to_dict, validate)
+from ..data.device import DeviceData
+from ..data.store import load_target
+from ..metrics.spectrum import normalised_similarity, project, spectrum
+from ..models import check_model
+from ..probe import fit_linear_probe
+from ..provenance import provenance, stopwatch
+from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+from ..train import accuracy, extract_features, train
+from ..zoo import ZooRun, pretrain
+
+NAME = "fe_vs_ft"
+
+
+@dataclass(frozen=True)
+class FeVsFtConfig:
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=8, batch_size=64, optimizer="sgd", lr=0.03, weight_decay=5e-4, label_smoothing=0.0,
+        warmup_frac=0.1))
+    ft_lrs: tuple = param((0.01, 0.03, 0.1), Floats(Float(0.0, 10.0, lo_open=True)))
+    probe_cs: tuple = param((0.01, 0.1, 1.0, 10.0), Floats(Float(0.0, 1e6, lo_open=True)))
+    seeds: int = param(3, Int(1, 100))
+    spectral_energy: float = param(0.8, Float(0.0, 1.0, lo_open=True))
+    device: str = "auto"
+
+
+_SMALL_RESNET = {"pretrain.model.arch": "resnet", "pretrain.model.width": 16, "pretrain.model.depth": 8}
+PROFILES: dict[str, dict[str, Any]] = {
+    # Seconds: exercises every code path; verdicts are expected to be inconclusive.
+    "ci": {"pretrain.source_size": 600, "pretrain.source_test": 200, **_SMALL_RESNET,
+           "pretrain.train.epochs": 2, "pretrain.train.batch_size": 64,
+           "target.train": 120, "target.val": 60, "target.test": 200,
+           "finetune.epochs": 2, "ft_lrs": (0.03,), "probe_cs": (0.1, 1.0), "seeds": 2},
+    # 2 CPU cores, about 15 minutes.
+    "cpu": {"pretrain.source_size": 10_000, "pretrain.source_test": 2_000, **_SMALL_RESNET,
+            "pretrain.train.epochs": 8, "target.train": 1_000, "target.val": 500, "target.test": 3_500,
+            "finetune.epochs": 8, "ft_lrs": (0.03, 0.1), "seeds": 3},
+    # One GPU: a wider, deeper ResNet, more data, more seeds.
+    "gpu": {"pretrain.source_size": 50_000, "pretrain.source_test": 5_000,
+            "pretrain.model.arch": "resnet", "pretrain.model.width": 32, "pretrain.model.depth": 20,
+            "pretrain.train.epochs": 12, "pretrain.train.batch_size": 256, "pretrain.early_checkpoints": (0.25, 0.5),
+            "target.train": 1_000, "target.val": 500, "target.test": 3_500,
+            "finetune.epochs": 10, "ft_lrs": (0.01, 0.03, 0.1), "seeds": 5},
+}
+
+
+def config(profile: str = "cpu", **params: Any) -> FeVsFtConfig:
+    """The validated config of a profile with papermill/CLI parameters applied (None = profile value).
+
+    Parameters use dotted names ('pretrain.train.epochs') or the short aliases in ALIASES.
+    """
+    check_profile(profile)
+    if profile not in PROFILES:
+        raise ParameterError(f"The 'profile' parameter {profile!r} needs real datasets and hub weights, which "
+                             f"finding 02 does not support yet; use one of {list(PROFILES)}.")
+    cfg = apply_overrides(FeVsFtConfig(), PROFILES[profile])
+    cfg = apply_overrides(cfg, {ALIASES.get(k, k): v for k, v in params.items()})
+    cfg = validate(cfg)
+    check_model(cfg.pretrain.model)
+    return dataclasses.replace(cfg, device=check_device(cfg.device))
+
+
+ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrain.source",
+           "source_size": "pretrain.source_size", "arch": "pretrain.model.arch", "width": "pretrain.model.width",
+           "depth": "pretrain.model.depth", "ft_epochs": "finetune.epochs", "target_train": "target.train"}
+
+
+# ---------------------------------------------------------------- compute
+@dataclass
+class Results:
+    config: dict
+    checkpoints: pd.DataFrame     # one row per (seed, checkpoint)
+    verdicts: pd.DataFrame
+    summary: pd.DataFrame         # mean and CI per checkpoint
+    spectra: dict                 # seed -> checkpoint -> singular values
+    provenance: dict
+
+
+def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
+    """Compute (or load from the cache) every checkpoint's measurements, then the verdicts."""
+    with stopwatch() as timer:
+        target = load_target(cfg.target)
+        data = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in target.items()}
+        rows, spectra, compute_s = [], {}, 0.0
+        for seed in range(cfg.seeds):
+            zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
+            compute_s += zoo_run_time(zoo_run)
+            seed_rows = [measure_checkpoint(cfg, zoo_run, meta, data) for meta in zoo_run.checkpoints()]
+            spectral_rows, spectra[seed] = spectral_analysis(cfg, zoo_run, [r["checkpoint"] for r in seed_rows])
+            for row, extra in zip(seed_rows, spectral_rows):
+                row.update(extra)
+                compute_s += row.pop("seconds")
+            rows += seed_rows
+    table = pd.DataFrame(rows)
+    return Results(config=to_dict(cfg), checkpoints=table, verdicts=verdicts(table, cfg),
+                   summary=summarise(table), spectra=spectra,
+                   provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
+
+
+def zoo_run_time(zoo_run: ZooRun) -> float:
+    from ..cache import read_json
+    return read_json(zoo_run.path / "done.json")["provenance"]["wall_time_s"]
+
+
+def unit_dir(cfg: FeVsFtConfig, seed: int):
+    """Cache folder of one seed's measurements; independent of how many seeds are asked for."""
+    key = config_hash({k: v for k, v in to_dict(cfg).items() if k not in ("seeds", "device")})
+    return cache_root() / "findings" / NAME / key / f"seed{seed}"
+
+
+def measure_checkpoint(cfg: FeVsFtConfig, zoo_run: ZooRun, meta: dict, data: dict[str, DeviceData]) -> dict:
+    """Source, FE and FT accuracy of one checkpoint (cached; features saved for the spectra)."""
+    name, seed = meta["name"], zoo_run.seed
+    directory = unit_dir(cfg, seed)
+
+    def compute() -> dict:
+        with stopwatch() as timer:
+            model = zoo_run.load(name, cfg.device)
+            feats = cached_arrays(directory / f"{name}-features.npz", lambda: {
+                split: extract_features(model, d).cpu().numpy() for split, d in data.items()})
+            labels = {split: d.labels.cpu().numpy() for split, d in data.items()}
+            probe = fit_linear_probe(feats["train"], labels["train"], feats["val"], labels["val"], cfg.probe_cs)
+            fe = {"fe_acc": probe.accuracy(feats["test"], labels["test"]), "fe_val_acc": probe.val_acc,
+                  "probe_C": probe.C}
+            ft = finetune_best_lr(cfg, zoo_run, name, data)
+        return {"seed": seed, "checkpoint": name, "epoch": meta["epoch"], "source_acc": meta["source_acc"],
+                **fe, **ft, "seconds": timer["seconds"]}
+
+    return cached_json(directory / f"{name}.json", compute)
+
+
+def finetune_best_lr(cfg: FeVsFtConfig, zoo_run: ZooRun, name: str, data: dict[str, DeviceData]) -> dict:
+    """Fine-tune all weights once per learning rate; report the test accuracy of the best on val."""
+    best = None
+    num_classes = int(data["train"].labels.max().item()) + 1
+    for lr in cfg.ft_lrs:
+        torch.manual_seed(zoo_run.seed)
+        model = zoo_run.load(name, cfg.device)
+        model.reset_classifier(num_classes)
+        train(model, data["train"], dataclasses.replace(cfg.finetune, lr=lr), seed=zoo_run.seed,
+              desc=f"fine-tune seed {zoo_run.seed} {name} lr {lr:g}")
+        val, test = accuracy(model, data["val"]), accuracy(model, data["test"])
+        if best is None or val > best["ft_val_acc"]:
+            best = {"ft_acc": test, "ft_val_acc": val, "ft_lr": lr}
+    return best
+
+
+def spectral_analysis(cfg: FeVsFtConfig, zoo_run: ZooRun, names: list[str]) -> tuple[list[dict], dict]:
+    """Per checkpoint: main-part size k, FE from main vs residual features, and how close the
+    main and residual sample-space subspaces are to the final checkpoint's (chance = 0)."""
+    directory = unit_dir(cfg, zoo_run.seed)
+    feats = {n: cached_arrays(directory / f"{n}-features.npz", lambda: {}) for n in names}
+    target = load_target(cfg.target)
+    labels = {split: ds.labels for split, ds in target.items()}
+    final = spectrum(feats[names[-1]]["test"], cfg.spectral_energy)
+    k = final.k
+    rows, singular_values = [], {}
+    for n in names:
+        test_spec = spectrum(feats[n]["test"], cfg.spectral_energy)
+        train_spec = spectrum(feats[n]["train"], cfg.spectral_energy)
+        r = min(test_spec.rank, final.rank)
+        row = {"k": test_spec.k,
+               "main_stability": normalised_similarity(test_spec.U[:, :k], final.U[:, :k]),
+               "residual_stability": normalised_similarity(test_spec.U[:, k:r], final.U[:, k:r])}
+        for part in ("main", "residual"):
+            split_feats = {s: project(feats[n][s], train_spec, part) for s in ("train", "val", "test")}
+            probe = fit_linear_probe(split_feats["train"], labels["train"], split_feats["val"], labels["val"],
+                                     cfg.probe_cs)
+            row[f"fe_{part}_acc"] = probe.accuracy(split_feats["test"], labels["test"])
+        rows.append(row)
+        singular_values[n] = test_spec.S.tolist()
+    return rows, singular_values
+
+
+# ---------------------------------------------------------------- analysis
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% CI over seeds of every accuracy, per checkpoint."""
+    out = []
+    for (name, epoch), group in table.groupby(["checkpoint", "epoch"], sort=False):
+        row = {"checkpoint": name, "epoch": epoch}
+        for col in ("source_acc", "fe_acc", "ft_acc", "fe_main_acc", "fe_residual_acc",
+                    "main_stability", "residual_stability"):
+            est = mean_ci(group[col])
+            row |= {col: est.mean, f"{col}_lo": est.lo, f"{col}_hi": est.hi}
+        out.append(row)
+    return pd.DataFrame(out).sort_values("epoch").reset_index(drop=True)
+
+
+def _trained(table: pd.DataFrame) -> pd.DataFrame:
+    """Checkpoints after some pretraining (the initialisation 'ep0' is only a reference)."""
+    return table[table["epoch"] > 0]
+
+
+def verdicts(table: pd.DataFrame, cfg: FeVsFtConfig) -> pd.DataFrame:
+    trained = _trained(table)
+    return pd.DataFrame([*verdict_b1(trained), *verdict_b2(trained), *verdict_b3(trained)])
+
+
+def _row(claim: str, statistic: str, estimate, threshold: str, verdict: str) -> dict:
+    value = estimate if isinstance(estimate, str) else f"{estimate.mean:.3f} [{estimate.lo:.3f}, {estimate.hi:.3f}]"
+    return {"claim": claim, "statistic": statistic, "value (95% CI over seeds)": value,
+            "threshold": threshold, "verdict": verdict}
+
+
+def verdict_b1(trained: pd.DataFrame) -> list[dict]:
+    """B1: a mid checkpoint is a better feature extractor than the final one.
+
+    The best epoch is chosen on the probe's *validation* accuracy (mean over seeds) and the gap
+    is measured on the *test* split, so choosing the maximum does not inflate the gap.
+    """
+    val = trained.pivot(index="seed", columns="epoch", values="fe_val_acc")
+    test = trained.pivot(index="seed", columns="epoch", values="fe_acc")
+    final_epoch = val.columns.max()
+    best_epoch = val.mean().idxmax()
+    gap = mean_ci(test[best_epoch] - test[final_epoch])
+    threshold = max(0.01, 2 * gap.sd) if np.isfinite(gap.sd) else float("inf")
+    if best_epoch == final_epoch or gap.hi < 0.01:
+        verdict = NOT_REPRODUCED
+    elif best_epoch < final_epoch and gap.mean >= threshold:
+        verdict = REPRODUCED
+    else:
+        verdict = INCONCLUSIVE
+    return [_row("B1", f"FE(best epoch {best_epoch:g}, picked on val) - FE(final epoch {final_epoch:g}), test acc",
+                 gap, f">= max(1 pp, 2 SD) = {threshold:.3f}; best epoch < final", verdict)]
+
+
+def _spearman_per_seed(trained: pd.DataFrame, column: str) -> list[float]:
+    return [spearmanr(g["source_acc"], g[column]).statistic for _, g in trained.groupby("seed")]
+
+
+def verdict_b2(trained: pd.DataFrame) -> list[dict]:
+    """B2: FT accuracy rises with source accuracy (rho > 0.5), FE accuracy less so."""
+    rho_ft = np.array(_spearman_per_seed(trained, "ft_acc"))
+    rho_fe = np.array(_spearman_per_seed(trained, "fe_acc"))
+    ft_est, diff_est = mean_ci(rho_ft), mean_ci(rho_ft - rho_fe)
+    v_ft, v_diff = verdict_above(ft_est, 0.5), verdict_above(diff_est, 0.0)
+    return [_row("B2", "Spearman(source acc, FT acc) over checkpoints", ft_est, "> 0.5", v_ft),
+            _row("B2", "Spearman(source, FT) - Spearman(source, FE)", diff_est, "> 0", v_diff)]
+
+
+def verdict_b3(trained: pd.DataFrame) -> list[dict]:
+    """B3: the main (top-k) feature subspace settles before the residual one.
+
+    Statistic: over checkpoints before the final one, mean of (main - residual) similarity to the
+    final checkpoint's subspaces, each rescaled so that chance is 0 and identity is 1.
+    """
+    not_final = trained[trained["epoch"] < trained["epoch"].max()]
+    per_seed = (not_final["main_stability"] - not_final["residual_stability"]).groupby(not_final["seed"]).mean()
+    est = mean_ci(per_seed)
+    return [_row("B3", "main minus residual subspace similarity to final (mean over earlier checkpoints)",
+                 est, "> 0", verdict_above(est, 0.0))]

@@ -1,0 +1,1 @@
+"""Representation metrics shared by the findings."""

@@ -1,0 +1,132 @@
+"""One factory for the study's models at 32 px: a CIFAR-style ResNet and a conv-stem ViT.
+
+Both expose the same small API: `forward_features` (pooled penultimate features),
+`forward_intermediates` (one feature map per block), `get_classifier` and
+`reset_classifier`, so findings never branch on the architecture.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import VisionTransformer
+
+from .config import ModelConfig, ParameterError
+
+
+# ---------------------------------------------------------------- ResNet (He et al. 2016, CIFAR variant)
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2): a 3x3 stem and three stages of n basic blocks with widths w, 2w, 4w."""
+
+    def __init__(self, num_classes: int, width: int = 16, depth: int = 8) -> None:
+        super().__init__()
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        blocks, cin = [], width
+        for stage, cout in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                blocks.append(BasicBlock(cin, cout, stride=2 if stage > 0 and i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.num_features = cin
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Output of the stem and of every block (NCHW)."""
+        outs = [self.stem(x)]
+        for block in self.blocks:
+            outs.append(block(outs[-1]))
+        return outs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes).to(self.head.weight.device)
+
+
+# ---------------------------------------------------------------- ViT with a conv stem
+class ConvStemPatchEmbed(PatchEmbed):
+    """timm's PatchEmbed with its strided projection replaced by two stride-2 3x3 convs.
+
+    LESSONS.md: the plain patch projection did not learn the glyph task on CPU; this stem did.
+    """
+
+    def __init__(self, img_size: int = 32, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 64,
+                 **kwargs) -> None:
+        super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, **kwargs)
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_chans, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, embed_dim, 1))
+
+
+class ConvStemViT(VisionTransformer):
+    """timm ViT (patch 4 at 32 px, class-token pooling) whose features follow the shared API."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pooled, like CifarResNet
+        return self.forward_head(super().forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def forward_intermediates(self, x: torch.Tensor, **kwargs) -> list[torch.Tensor]:
+        """Patch-token features (NLC) after every block."""
+        kwargs.setdefault("intermediates_only", True)
+        kwargs.setdefault("output_fmt", "NLC")
+        kwargs.setdefault("return_prefix_tokens", False)
+        return super().forward_intermediates(x, **kwargs)
+
+
+def _resnet(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    if (cfg.depth - 2) % 6 or cfg.depth < 8:
+        raise ParameterError(f"The 'model.depth' parameter must be 6n+2 (8, 14, 20, ...) for arch 'resnet'. "
+                             f"Got {cfg.depth} instead.")
+    return CifarResNet(num_classes, cfg.width, cfg.depth)
+
+
+def _vit(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    if cfg.width % cfg.heads:
+        raise ParameterError(f"The 'model.width' parameter must be divisible by 'model.heads' ({cfg.heads}) "
+                             f"for arch 'vit'. Got {cfg.width} instead.")
+    return ConvStemViT(img_size=32, patch_size=4, num_classes=num_classes, embed_dim=cfg.width,
+                       depth=cfg.depth, num_heads=cfg.heads, embed_layer=ConvStemPatchEmbed,
+                       global_pool="token")
+
+
+MODELS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {"resnet": _resnet, "vit": _vit}
+
+
+def check_model(cfg: ModelConfig) -> None:
+    """Raise ParameterError for an impossible architecture before any compute."""
+    create_model(cfg, num_classes=2)
+
+
+def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    """Build the architecture named by `cfg.arch` with a fresh classifier of `num_classes`."""
+    if cfg.arch not in MODELS:
+        raise ParameterError(f"The 'model.arch' parameter must be one of {list(MODELS)}. Got {cfg.arch!r} instead.")
+    return MODELS[cfg.arch](cfg, num_classes)

@@ -1,0 +1,214 @@
+"""One training loop for pretraining and fine-tuning.
+
+Fast because data never leaves the device, the step has no host sync (the loss is
+accumulated on the device and read once per epoch), and CUDA runs in bf16 autocast.
+Checkpoints are safetensors weights + JSON metadata; the loop resumes from the last one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import atomic_write, read_json, write_json
+from .config import TrainConfig
+from .data.device import DeviceData, batches, random_translate, standardize, steps_per_epoch
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores); plain fp32 on CPU, where bf16 is slower."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; weight decay only on >= 2-D weights (not on norms and biases)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = next(model.parameters()).device.type == "cuda"
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
+    warmup = int(round(warmup_frac * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, data: DeviceData, batch_size: int = 256, num_batches: int = 8,
+                       seed: int = 0) -> None:
+    """'Precise BN': replace running BatchNorm statistics by an average over training batches.
+
+    LESSONS.md: in short runs the running statistics lag far behind the weights.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches below
+    model.train()
+    gen = torch.Generator(device=data.device).manual_seed(seed)
+    for i, (x, _) in enumerate(batches(data, batch_size, shuffle=True, generator=gen)):
+        if i == num_batches:
+            break
+        with autocast(data.device):
+            model(x)
+    for bn in bns:
+        bn.momentum = 0.1
+    model.train(was_training)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: DeviceData, batch_size: int = 512) -> torch.Tensor:
+    """Predicted labels for every image, in order."""
+    model.eval()
+    preds = []
+    for x, _ in batches(data, batch_size, shuffle=False):
+        with autocast(data.device):
+            preds.append(model(x).argmax(1))
+    return torch.cat(preds)
+
+
+def accuracy(model: nn.Module, data: DeviceData, batch_size: int = 512) -> float:
+    return (predict(model, data, batch_size) == data.labels).float().mean().item()
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, data: DeviceData, batch_size: int = 512) -> torch.Tensor:
+    """Pooled penultimate features (float32) for every image, in order."""
+    model.eval()
+    feats = []
+    for x, _ in batches(data, batch_size, shuffle=False):
+        with autocast(data.device):
+            feats.append(model.forward_features(x).float())
+    return torch.cat(feats)
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)   # mean training loss per epoch
+    checkpoints: list[str] = field(default_factory=list)
+
+
+def _epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """(batch order, augmentation) generators of one epoch, fixed by (seed, epoch) alone."""
+    base = seed * 100_003 + epoch * 2
+    return (torch.Generator(device=device).manual_seed(base),
+            torch.Generator(device=device).manual_seed(base + 1))
+
+
+def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
+          checkpoint_dir: Path | None = None, early_checkpoints: tuple = (),
+          on_checkpoint: Callable[[str, float], dict] | None = None, desc: str = "train") -> TrainResult:
+    """Train `model` on `data`; with `checkpoint_dir`, save and resume per-epoch checkpoints.
+
+    Checkpoints are named by epoch ('ep1', 'ep0.5' for half of epoch 1). Resuming from the
+    last complete checkpoint gives the same weights as an uninterrupted run: each epoch's
+    batch order comes from a generator seeded by (seed, epoch), and the augmentation
+    generator's state is saved with the checkpoint. `on_checkpoint(name, epoch)` may return
+    extra metadata (e.g. accuracies) stored beside the weights.
+    """
+    device = data.device
+    steps = steps_per_epoch(len(data), cfg.batch_size)
+    bs = min(cfg.batch_size, len(data))
+    optimizer = make_optimizer(model, cfg)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps, cfg.warmup_frac))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    early = {max(1, int(round(f * steps))): f for f in early_checkpoints if f < 1.0}
+    done, aug_state, result = 0, None, TrainResult()
+    if checkpoint_dir is not None:
+        done, aug_state, result = _resume(checkpoint_dir, model, optimizer, schedule)
+
+    bar = tqdm(total=cfg.epochs * steps, initial=done, desc=desc, leave=False, mininterval=1.0)
+    for epoch in range(done // steps, cfg.epochs):
+        order_gen, aug_gen = _epoch_generators(seed, epoch, device)
+        order = torch.randperm(len(data), generator=order_gen, device=device)
+        first = done - epoch * steps
+        if first and aug_state is not None:  # resuming inside this epoch
+            aug_gen.set_state(aug_state)
+        model.train()
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        for i in range(first, steps):
+            images = data.images[order[i * bs:(i + 1) * bs]]
+            if cfg.augment:
+                images = random_translate(images, aug_gen)
+            with autocast(device):
+                loss = loss_fn(model(standardize(images)), data.labels[order[i * bs:(i + 1) * bs]])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach()
+            bar.update(1)
+            if checkpoint_dir is not None and epoch == 0 and (i + 1) in early:
+                _save(checkpoint_dir, f"ep{early[i + 1]:g}", early[i + 1], i + 1, model, optimizer, schedule,
+                      aug_gen, result, data, seed, on_checkpoint)
+        result.losses.append((loss_sum / max(1, steps - first)).item())
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+        done = (epoch + 1) * steps
+        if checkpoint_dir is not None:
+            _save(checkpoint_dir, f"ep{epoch + 1}", float(epoch + 1), done, model, optimizer, schedule,
+                  aug_gen, result, data, seed, on_checkpoint)
+    bar.close()
+    if checkpoint_dir is None:  # (checkpoints already recomputed them when saved)
+        recompute_bn_stats(model, data, seed=seed)
+    return result
+
+
+def _save(directory: Path, name: str, epoch: float, step: int, model: nn.Module, optimizer, schedule,
+          gen: torch.Generator, result: TrainResult, data: DeviceData, seed: int,
+          on_checkpoint: Callable | None) -> None:
+    """Write weights (safetensors), resume state and metadata; the metadata file goes last."""
+    recompute_bn_stats(model, data, seed=seed + step)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(directory / f"{name}.safetensors", lambda tmp: save_file(weights, str(tmp)))
+    state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "generator": gen.get_state().cpu()}
+    atomic_write(directory / f"{name}.resume.pt", lambda tmp: torch.save(state, tmp))
+    extra = on_checkpoint(name, epoch) if on_checkpoint else {}
+    model.train()
+    result.checkpoints.append(name)
+    meta = {"name": name, "epoch": epoch, "step": step, "losses": result.losses, **extra}
+    write_json(directory / f"{name}.json", meta)
+    # last.json is the commit point: until it names this checkpoint, a resume ignores it.
+    previous = read_json(directory / "last.json")
+    write_json(directory / "last.json", {"name": name, "step": step, "checkpoints": result.checkpoints})
+    if previous is not None:  # only the newest optimizer state is needed
+        (directory / f"{previous['name']}.resume.pt").unlink(missing_ok=True)
+
+
+def _resume(directory: Path, model: nn.Module, optimizer, schedule) -> tuple[int, torch.Tensor | None, TrainResult]:
+    last = read_json(directory / "last.json")
+    if last is None:
+        return 0, None, TrainResult()
+    try:
+        model.load_state_dict(load_weights(directory / f"{last['name']}.safetensors"))
+        state = torch.load(directory / f"{last['name']}.resume.pt", weights_only=True)
+    except Exception:  # a damaged checkpoint: start over rather than trust it
+        return 0, None, TrainResult()
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    meta = read_json(directory / f"{last['name']}.json") or {}
+    result = TrainResult(losses=list(meta.get("losses", [])), checkpoints=list(last["checkpoints"]))
+    return int(last["step"]), state["generator"], result
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))

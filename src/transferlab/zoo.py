@@ -1,0 +1,96 @@
+"""The pretraining zoo: each (config, seed) is trained once, checkpointed every epoch, reused.
+
+A run lives in `<cache>/zoo/<config hash>-seed<seed>/`: one safetensors file and one JSON
+file per checkpoint (source accuracy included), `config.json`, and `done.json` with
+provenance once complete. An interrupted run resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from .cache import atomic_write, cache_root, read_json, write_json
+from .config import PretrainConfig, config_hash, to_dict
+from .data.device import DeviceData
+from .data.store import load_source
+from .models import create_model
+from .provenance import provenance, stopwatch
+from .train import accuracy, load_weights, train
+
+
+@dataclass(frozen=True)
+class ZooRun:
+    cfg: PretrainConfig
+    seed: int
+    path: Path
+
+    def checkpoints(self) -> list[dict]:
+        """Metadata of every checkpoint (name, epoch, source_acc, ...), by epoch; 'ep0' is the init."""
+        done = read_json(self.path / "done.json")
+        return sorted((read_json(self.path / f"{name}.json") for name in done["checkpoints"]),
+                      key=lambda m: m["epoch"])
+
+    @property
+    def num_classes(self) -> int:
+        return read_json(self.path / "done.json")["num_classes"]
+
+    def load(self, name: str, device: str | torch.device = "cpu") -> nn.Module:
+        """The model at checkpoint `name`, with its source classifier."""
+        model = create_model(self.cfg.model, self.num_classes)
+        model.load_state_dict(load_weights(self.path / f"{name}.safetensors"))
+        return model.to(device)
+
+
+def run_dir(cfg: PretrainConfig, seed: int) -> Path:
+    return cache_root() / "zoo" / f"{config_hash(cfg)}-seed{seed}"
+
+
+def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun:
+    """Train (or resume, or just load) the zoo run for `(cfg, seed)`."""
+    path = run_dir(cfg, seed)
+    run = ZooRun(cfg, seed, path)
+    if read_json(path / "done.json") is not None:
+        return run
+    write_json(path / "config.json", {"config": to_dict(cfg), "seed": seed})
+    train_ds, test_ds = load_source(cfg)
+    train_data = DeviceData.from_arrays(train_ds, device)
+    test_data = DeviceData.from_arrays(test_ds, device)
+    torch.manual_seed(seed)
+    model = create_model(cfg.model, train_ds.num_classes).to(device)
+    if device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+
+    def source_accuracy(name: str, epoch: float) -> dict:
+        return {"source_acc": accuracy(model, test_data)}
+
+    with stopwatch() as timer:
+        if read_json(path / "ep0.json") is None:  # the initialisation is checkpoint 'ep0'
+            weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            atomic_write(path / "ep0.safetensors", lambda tmp: save_file(weights, str(tmp)))
+            write_json(path / "ep0.json", {"name": "ep0", "epoch": 0.0, "step": 0, **source_accuracy("ep0", 0)})
+        result = train(model, train_data, cfg.train, seed=seed, checkpoint_dir=path,
+                       early_checkpoints=cfg.early_checkpoints, on_checkpoint=source_accuracy,
+                       desc=f"pretrain seed {seed}")
+    write_json(path / "done.json", {"checkpoints": ["ep0", *result.checkpoints],
+                                    "num_classes": train_ds.num_classes, "losses": result.losses,
+                                    "provenance": provenance(device, timer["seconds"])})
+    return run
+
+
+def list_runs() -> list[dict]:
+    """Every complete zoo run in the cache: its config, seed, size on disk and final accuracy."""
+    runs = []
+    for path in sorted((cache_root() / "zoo").glob("*-seed*")):
+        done, config = read_json(path / "done.json"), read_json(path / "config.json")
+        if done is None or config is None:
+            continue
+        last = read_json(path / f"{done['checkpoints'][-1]}.json") or {}
+        size = sum(f.stat().st_size for f in path.iterdir())
+        runs.append({"run": path.name, "seed": config["seed"], "source": config["config"]["source"],
+                     "arch": config["config"]["model"]["arch"], "checkpoints": len(done["checkpoints"]),
+                     "final_source_acc": last.get("source_acc"), "size_mb": round(size / 1e6, 2)})
+    return runs

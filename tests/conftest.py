@@ -1,0 +1,27 @@
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test writes its cache into its own temporary folder."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def stripes():
+    """A tiny learnable task: the class is the row of a bright horizontal stripe."""
+    from transferlab.data.arrays import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    n = 512
+    labels = rng.integers(0, 8, n)
+    images = rng.integers(0, 60, (n, 32, 32, 3))
+    for i, y in enumerate(labels):
+        images[i, 4 * y:4 * y + 3] += 150
+    return ArrayDataset(images.clip(0, 255).astype(np.uint8), labels.astype(np.int64), tuple("abcdefgh"))

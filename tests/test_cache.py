@@ -1,0 +1,36 @@
+import json
+
+import numpy as np
+import pytest
+
+from transferlab.cache import atomic_write, cached_arrays, cached_json, read_json
+
+
+def test_cached_json_computes_once(tmp_path):
+    calls = []
+    compute = lambda: calls.append(1) or {"x": 1}
+    assert cached_json(tmp_path / "a.json", compute) == {"x": 1}
+    assert cached_json(tmp_path / "a.json", compute) == {"x": 1}
+    assert len(calls) == 1
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    def broken(tmp):
+        tmp.write_text('{"half": ')
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "r.json", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_files_are_recomputed(tmp_path):
+    (tmp_path / "r.json").write_text('{"half": ')
+    assert read_json(tmp_path / "r.json") is None
+    assert cached_json(tmp_path / "r.json", lambda: {"ok": True}) == {"ok": True}
+    assert json.loads((tmp_path / "r.json").read_text()) == {"ok": True}
+    (tmp_path / "a.npz").write_bytes(b"PK\x03\x04 truncated")
+    out = cached_arrays(tmp_path / "a.npz", lambda: {"a": np.arange(3)})
+    assert out["a"].tolist() == [0, 1, 2]
+    with np.load(tmp_path / "a.npz") as f:
+        assert f["a"].tolist() == [0, 1, 2]

@@ -1,0 +1,47 @@
+import pytest
+
+from transferlab.config import ParameterError, PretrainConfig, apply_overrides, config_hash, validate
+from transferlab.findings import fe_vs_ft
+
+
+def test_profiles_resolve_and_validate():
+    for profile in ("ci", "cpu", "gpu"):
+        cfg = fe_vs_ft.config(profile, device="cpu")
+        assert cfg.seeds >= 1 and cfg.device == "cpu"
+    assert fe_vs_ft.config("cpu", device="cpu").seeds >= 3  # CLAIMS.md: seeds >= 3
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"profile": "fast"}, "'profile' parameter must be one of"),
+    ({"pretrain_epochs": -1}, "'pretrain.train.epochs' parameter must be an int in the range [1"),
+    ({"seeds": 0}, "'seeds' parameter must be an int"),
+    ({"arch": "alexnet"}, "'pretrain.model.arch' parameter must be one of ['resnet', 'vit']"),
+    ({"source": "imagenet"}, "'pretrain.source' parameter must be one of"),
+    ({"depth": 9}, "'model.depth' parameter must be 6n+2"),
+    ({"ft_lrs": []}, "'ft_lrs' parameter must be a non-empty list"),
+    ({"ft_lrs": (0.1, -1.0)}, "'ft_lrs' parameter must be a float in the range (0.0"),
+    ({"device": "tpu"}, "'device' parameter must be one of"),
+    ({"bogus": 1}, "Unknown parameter 'bogus'"),
+])
+def test_bad_parameters_name_the_parameter(params, fragment):
+    profile = params.pop("profile", "ci")
+    with pytest.raises(ParameterError) as err:
+        fe_vs_ft.config(profile, **params)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_paper_profile_explains_itself():
+    with pytest.raises(ParameterError, match="real datasets"):
+        fe_vs_ft.config("paper")
+
+
+def test_hash_is_stable_and_sensitive():
+    a = validate(PretrainConfig())
+    assert config_hash(a) == config_hash(validate(PretrainConfig()))
+    b = apply_overrides(a, {"train.epochs": 4})
+    assert config_hash(a) != config_hash(b)
+
+
+def test_none_means_profile_value():
+    assert fe_vs_ft.config("ci", seeds=None, device="cpu") == fe_vs_ft.config("ci", device="cpu")

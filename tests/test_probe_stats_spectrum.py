@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from transferlab.metrics.spectrum import (main_part_size, normalised_similarity, project, spectrum,
+                                          subspace_similarity)
+from transferlab.probe import fit_linear_probe
+from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+
+
+def test_probe_separates_a_linearly_separable_toy():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (4, 10))
+    y = rng.integers(0, 4, 600)
+    x = (centres[y] + rng.normal(0, 0.5, (600, 10))) * 10 + 100  # offset and scale: standardisation matters
+    probe = fit_linear_probe(x[:400], y[:400], x[400:500], y[400:500], Cs=(0.01, 1.0, 100.0))
+    assert probe.accuracy(x[500:], y[500:]) >= 0.98
+    assert probe.C in (0.01, 1.0, 100.0)
+
+
+def test_mean_ci_matches_hand_computation():
+    est = mean_ci([1.0, 2.0, 3.0])
+    # mean 2, sd 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.4841
+    assert est.mean == 2.0 and est.sd == 1.0
+    assert est.hi - est.mean == pytest.approx(2.4841, abs=1e-4)
+
+
+def test_verdict_is_three_way():
+    assert verdict_above(mean_ci([1.0, 1.1, 0.9]), 0.5) == REPRODUCED
+    assert verdict_above(mean_ci([0.1, 0.2, 0.0]), 0.5) == NOT_REPRODUCED
+    assert verdict_above(mean_ci([0.0, 1.0, 0.5]), 0.5) == INCONCLUSIVE
+    assert verdict_above(mean_ci([0.9]), 0.5) == INCONCLUSIVE  # one seed: no interval
+
+
+def test_main_part_size():
+    assert main_part_size(np.array([8.0, 1.0, 1.0]), 0.8) == 1
+    assert main_part_size(np.array([4.0, 4.0, 2.0]), 0.8) == 2
+    assert main_part_size(np.array([1.0, 1.0, 1.0, 1.0, 1.0]), 0.8) == 4
+
+
+def test_spectrum_split_reconstructs_features():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(200, 6)) @ np.diag([10, 5, 1, 0.5, 0.2, 0.1]) + 3
+    spec = spectrum(f, 0.8)
+    total = project(f, spec, "main") + project(f, spec, "residual")
+    assert np.allclose(total, f - f.mean(0))
+    with pytest.raises(ValueError, match="'part'"):
+        project(f, spec, "middle")
+
+
+def test_subspace_similarity_hand_cases():
+    e = np.eye(5)
+    assert subspace_similarity(e[:, :2], e[:, :2]) == pytest.approx(1.0)
+    assert subspace_similarity(e[:, :2], e[:, 2:4]) == pytest.approx(0.0)
+    rotated = np.stack([e[:, 0], (e[:, 1] + e[:, 2]) / np.sqrt(2)], 1)
+    assert subspace_similarity(e[:, :2], rotated) == pytest.approx(0.75)  # cos^2: 1 and 1/2
+    assert normalised_similarity(e[:, :2], e[:, :2]) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    a = np.linalg.qr(rng.normal(size=(2000, 20)))[0]
+    b = np.linalg.qr(rng.normal(size=(2000, 20)))[0]
+    assert abs(normalised_similarity(a, b)) < 0.01  # random subspaces score ~0

@@ -1,0 +1,67 @@
+import torch
+from safetensors.torch import load_file
+
+from transferlab.config import ModelConfig, TrainConfig
+from transferlab.data.device import DeviceData, random_translate, standardize
+from transferlab.models import create_model
+from transferlab.train import accuracy, train
+
+CFG = TrainConfig(epochs=3, batch_size=64, lr=3e-3)
+
+
+def test_standardize_is_per_image():
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    z = standardize(x)
+    assert torch.allclose(z.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(z.std(dim=(1, 2, 3)), torch.ones(4), atol=0.01)
+
+
+def test_random_translate_shifts_content_within_bounds():
+    x = torch.zeros(16, 1, 8, 8, dtype=torch.uint8)
+    x[:, :, 3, 3] = 255
+    out = random_translate(x, torch.Generator().manual_seed(0), max_shift=2)
+    rows, cols = (out[:, 0] == 255).nonzero()[:, 1], (out[:, 0] == 255).nonzero()[:, 2]
+    assert (out == 255).sum() == 16  # one bright pixel per image, none lost
+    assert rows.min() >= 1 and rows.max() <= 5 and cols.min() >= 1 and cols.max() <= 5
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 1  # not all shifted alike
+
+
+def test_training_lowers_the_loss_and_learns(stripes):
+    data = DeviceData.from_arrays(stripes, "cpu")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(), stripes.num_classes)
+    before = accuracy(model, data)
+    result = train(model, data, CFG, seed=0)
+    assert result.losses[-1] < result.losses[0]
+    assert accuracy(model, data) > max(0.6, before + 0.3)
+
+
+def test_resume_reproduces_an_uninterrupted_run(stripes, tmp_path):
+    data = DeviceData.from_arrays(stripes, "cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model(ModelConfig(), stripes.num_classes)
+
+    train(fresh(), data, CFG, seed=1, checkpoint_dir=tmp_path / "a", early_checkpoints=(0.5,))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_epoch_2(name, epoch):
+        if epoch == 2:
+            raise Interrupt
+        return {}
+
+    try:
+        train(fresh(), data, CFG, seed=1, checkpoint_dir=tmp_path / "b", early_checkpoints=(0.5,),
+              on_checkpoint=stop_at_epoch_2)
+    except Interrupt:
+        pass
+    assert not (tmp_path / "b" / "ep3.safetensors").exists()
+    result = train(fresh(), data, CFG, seed=1, checkpoint_dir=tmp_path / "b", early_checkpoints=(0.5,))
+    assert result.checkpoints == ["ep0.5", "ep1", "ep2", "ep3"]
+    a, b = load_file(tmp_path / "a" / "ep3.safetensors"), load_file(tmp_path / "b" / "ep3.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
