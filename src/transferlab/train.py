@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cache import atomic_write, read_json, write_json
 from .config import TrainConfig

@@ -213,9 +213,19 @@ def _trained(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["epoch"] > 0]
 
 
+# Pre-registered: a pretrained model that did not learn its source is no evidence either way.
+MIN_SOURCE_ACC = 0.5
+
+
 def verdicts(table: pd.DataFrame, cfg: FeVsFtConfig) -> pd.DataFrame:
+    """Verdicts B1-B3; all 'inconclusive' when any seed's final model stayed below MIN_SOURCE_ACC."""
     trained = _trained(table)
-    return pd.DataFrame([*verdict_b1(trained), *verdict_b2(trained), *verdict_b3(trained)])
+    rows = pd.DataFrame([*verdict_b1(trained), *verdict_b2(trained), *verdict_b3(trained)])
+    final = trained[trained["epoch"] == trained["epoch"].max()]
+    if (final["source_acc"] < MIN_SOURCE_ACC).any():
+        rows["verdict"] = INCONCLUSIVE
+        rows["note"] = f"a pretraining run ended below {MIN_SOURCE_ACC:.0%} source accuracy"
+    return rows
 
 
 def _row(claim: str, statistic: str, estimate, threshold: str, verdict: str) -> dict:
