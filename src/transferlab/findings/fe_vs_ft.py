@@ -24,6 +24,7 @@ from ..data.store import load_target
 from ..metrics.spectrum import normalised_similarity, project, spectrum
 from ..models import check_model
 from ..probe import fit_linear_probe
+from ..profiles import pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..train import accuracy, extract_features, train
@@ -46,22 +47,15 @@ class FeVsFtConfig:
     device: str = "auto"
 
 
-_SMALL_RESNET = {"pretrain.model.arch": "resnet", "pretrain.model.width": 16, "pretrain.model.depth": 8}
 PROFILES: dict[str, dict[str, Any]] = {
     # Seconds: exercises every code path; verdicts are expected to be inconclusive.
-    "ci": {"pretrain.source_size": 600, "pretrain.source_test": 200, **_SMALL_RESNET,
-           "pretrain.train.epochs": 2, "pretrain.train.batch_size": 64,
-           "target.train": 120, "target.val": 60, "target.test": 200,
+    "ci": {**pretrain_overrides("ci"), "target.train": 120, "target.val": 60, "target.test": 200,
            "finetune.epochs": 2, "ft_lrs": (0.03,), "probe_cs": (0.1, 1.0), "seeds": 2},
-    # 2 CPU cores, about 15 minutes.
-    "cpu": {"pretrain.source_size": 10_000, "pretrain.source_test": 2_000, **_SMALL_RESNET,
-            "pretrain.train.epochs": 8, "target.train": 1_000, "target.val": 500, "target.test": 3_500,
+    # 2 CPU cores.
+    "cpu": {**pretrain_overrides("cpu"), "target.train": 1_000, "target.val": 500, "target.test": 3_500,
             "finetune.epochs": 8, "ft_lrs": (0.03, 0.1), "seeds": 3},
-    # One GPU: a wider, deeper ResNet, more data, more seeds.
-    "gpu": {"pretrain.source_size": 50_000, "pretrain.source_test": 5_000,
-            "pretrain.model.arch": "resnet", "pretrain.model.width": 32, "pretrain.model.depth": 20,
-            "pretrain.train.epochs": 12, "pretrain.train.batch_size": 256, "pretrain.early_checkpoints": (0.25, 0.5),
-            "target.train": 1_000, "target.val": 500, "target.test": 3_500,
+    # One GPU: more seeds and a wider learning-rate grid.
+    "gpu": {**pretrain_overrides("gpu"), "target.train": 1_000, "target.val": 500, "target.test": 3_500,
             "finetune.epochs": 10, "ft_lrs": (0.01, 0.03, 0.1), "seeds": 5},
 }
 
