@@ -53,10 +53,10 @@ PROFILES: dict[str, dict[str, Any]] = {
            "finetune.epochs": 2, "ft_lrs": (0.03,), "probe_cs": (0.1, 1.0), "seeds": 2},
     # 2 CPU cores.
     "cpu": {**pretrain_overrides("cpu"), "target.train": 1_000, "target.val": 500, "target.test": 3_500,
-            "finetune.epochs": 8, "ft_lrs": (0.03, 0.1), "seeds": 3},
+            "finetune.epochs": 5, "ft_lrs": (0.03, 0.1, 0.3), "seeds": 3},
     # One GPU: more seeds and a wider learning-rate grid.
     "gpu": {**pretrain_overrides("gpu"), "target.train": 1_000, "target.val": 500, "target.test": 3_500,
-            "finetune.epochs": 10, "ft_lrs": (0.01, 0.03, 0.1), "seeds": 5},
+            "finetune.epochs": 10, "ft_lrs": (0.01, 0.03, 0.1, 0.3), "seeds": 5},
 }
 
 
