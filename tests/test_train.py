@@ -65,3 +65,27 @@ def test_resume_reproduces_an_uninterrupted_run(stripes, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_freeze_bn_keeps_batchnorm_statistics_and_eval_mode(stripes):
+    """freeze_bn: BatchNorm layers run in eval mode, their running statistics never change
+    (no precise-BN recompute either), while every other weight trains."""
+    data = DeviceData.from_arrays(stripes, "cpu")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(), stripes.num_classes)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = []
+    hooks = [bn.register_forward_pre_hook(lambda m, _: modes.append(m.training)) for bn in bns]
+    train(model, data, TrainConfig(epochs=1, batch_size=64, lr=3e-3), seed=0, freeze_bn=True)
+    for h in hooks:
+        h.remove()
+    after = {k: v.clone() for k, v in model.state_dict().items()}
+    assert modes and not any(modes)
+    stats = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    assert not torch.equal(before["stem.0.weight"], after["stem.0.weight"])
+    # without the option the statistics move (the default is unchanged)
+    train(model, data, TrainConfig(epochs=1, batch_size=64, lr=3e-3), seed=0)
+    assert not all(torch.equal(after[k], model.state_dict()[k]) for k in stats if "running" in k)

@@ -116,14 +116,17 @@ def _epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[torc
 
 def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
           checkpoint_dir: Path | None = None, early_checkpoints: tuple = (),
-          on_checkpoint: Callable[[str, float], dict] | None = None, desc: str = "train") -> TrainResult:
+          on_checkpoint: Callable[[str, float], dict] | None = None, desc: str = "train",
+          freeze_bn: bool = False) -> TrainResult:
     """Train `model` on `data`; with `checkpoint_dir`, save and resume per-epoch checkpoints.
 
     Checkpoints are named by epoch ('ep1', 'ep0.5' for half of epoch 1). Resuming from the
     last complete checkpoint gives the same weights as an uninterrupted run: each epoch's
     batch order comes from a generator seeded by (seed, epoch), and the augmentation
     generator's state is saved with the checkpoint. `on_checkpoint(name, epoch)` may return
-    extra metadata (e.g. accuracies) stored beside the weights.
+    extra metadata (e.g. accuracies) stored beside the weights. `freeze_bn` keeps every
+    BatchNorm layer in eval mode (running statistics frozen, as LP-FT does for CNNs) and
+    skips the precise-BN recompute; their affine weights still train.
     """
     device = data.device
     steps = steps_per_epoch(len(data), cfg.batch_size)
@@ -143,7 +146,7 @@ def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
         first = done - epoch * steps
         if first and aug_state is not None:  # resuming inside this epoch
             aug_gen.set_state(aug_state)
-        model.train()
+        _train_mode(model, freeze_bn)
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for i in range(first, steps):
             images = data.images[order[i * bs:(i + 1) * bs]]
@@ -159,31 +162,41 @@ def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
             bar.update(1)
             if checkpoint_dir is not None and epoch == 0 and (i + 1) in early:
                 _save(checkpoint_dir, f"ep{early[i + 1]:g}", early[i + 1], i + 1, model, optimizer, schedule,
-                      aug_gen, result, data, seed, on_checkpoint)
+                      aug_gen, result, data, seed, on_checkpoint, freeze_bn)
         result.losses.append((loss_sum / max(1, steps - first)).item())
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
         done = (epoch + 1) * steps
         if checkpoint_dir is not None:
             _save(checkpoint_dir, f"ep{epoch + 1}", float(epoch + 1), done, model, optimizer, schedule,
-                  aug_gen, result, data, seed, on_checkpoint)
+                  aug_gen, result, data, seed, on_checkpoint, freeze_bn)
     bar.close()
-    if checkpoint_dir is None:  # (checkpoints already recomputed them when saved)
+    if checkpoint_dir is None and not freeze_bn:  # (checkpoints already recomputed them when saved)
         recompute_bn_stats(model, data, seed=seed)
     return result
 
 
+def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, with BatchNorm layers left in eval mode when their statistics are frozen."""
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def _save(directory: Path, name: str, epoch: float, step: int, model: nn.Module, optimizer, schedule,
           gen: torch.Generator, result: TrainResult, data: DeviceData, seed: int,
-          on_checkpoint: Callable | None) -> None:
+          on_checkpoint: Callable | None, freeze_bn: bool = False) -> None:
     """Write weights (safetensors), resume state and metadata; the metadata file goes last."""
-    recompute_bn_stats(model, data, seed=seed + step)
+    if not freeze_bn:
+        recompute_bn_stats(model, data, seed=seed + step)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(directory / f"{name}.safetensors", lambda tmp: save_file(weights, str(tmp)))
     state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "generator": gen.get_state().cpu()}
     atomic_write(directory / f"{name}.resume.pt", lambda tmp: torch.save(state, tmp))
     extra = on_checkpoint(name, epoch) if on_checkpoint else {}
-    model.train()
+    _train_mode(model, freeze_bn)
     result.checkpoints.append(name)
     meta = {"name": name, "epoch": epoch, "step": step, "losses": result.losses, **extra}
     write_json(directory / f"{name}.json", meta)
