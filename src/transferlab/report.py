@@ -19,3 +19,23 @@ def verdict_table(verdicts: pd.DataFrame):
     """The verdict table, with the verdict cell coloured (green / red / yellow)."""
     return (verdicts.style.hide(axis="index")
             .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, 'white')}", subset=["verdict"]))
+
+
+def one_line_parameter_errors() -> None:
+    """In IPython/papermill, show a ParameterError as its one-line message instead of a traceback.
+
+    The cell still fails (papermill stops at once), but the reader sees only which parameter
+    was wrong and what is allowed.
+    """
+    from IPython import get_ipython
+
+    from .config import ParameterError
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])  # an 'error' output, one line
+
+    shell.set_custom_exc((ParameterError,), handler)

@@ -1,0 +1,29 @@
+"""A bad papermill parameter stops a chapter at once with a one-line error, before any compute."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER = ROOT / "notebooks" / "02_fe_vs_ft_epochs.ipynb"
+
+
+@pytest.mark.parametrize("params, message", [
+    (["-p", "profile", "fast"], "ParameterError: The 'profile' parameter must be one of ['ci', 'cpu', 'gpu', 'paper']. "
+                                "Got 'fast' instead."),
+    (["-p", "pretrain_epochs", "-1"], "ParameterError: The 'pretrain.train.epochs' parameter must be an int in the "
+                                      "range [1, 10000]. Got -1 instead."),
+    (["-p", "arch", "alexnet"], "ParameterError: The 'pretrain.model.arch' parameter must be one of"),
+])
+def test_bad_parameter_fails_fast_with_one_line(params, message, tmp_path, isolated_cache):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(CHAPTER), str(tmp_path / "out.ipynb"),
+                           "-k", "python3", "--cwd", str(CHAPTER.parent), *params],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr.split("PapermillExecutionError", 1)[1]
+    assert not (isolated_cache / "zoo").exists()  # nothing was trained
+    assert time.time() - start < 120
