@@ -200,3 +200,28 @@ def check_device(device: str) -> str:
         raise ParameterError("The 'device' parameter is 'cuda' but no CUDA device is available; "
                              "use 'cpu' or 'auto'.")
     return device
+
+
+# Short papermill/CLI names for the parameters every finding with a pretraining zoo shares.
+COMMON_ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrain.source",
+                  "source_size": "pretrain.source_size", "arch": "pretrain.model.arch",
+                  "width": "pretrain.model.width", "depth": "pretrain.model.depth",
+                  "ft_epochs": "finetune.epochs", "target_train": "target.train"}
+
+
+def resolve_config(default: Any, profiles: dict[str, dict[str, Any]], profile: str, params: dict[str, Any],
+                   finding: str, aliases: dict[str, str] = COMMON_ALIASES) -> Any:
+    """A finding's config: its profile's overrides, then the user's parameters (None = keep), validated.
+
+    Parameters use dotted names ('pretrain.train.epochs') or the short names in `aliases`.
+    A config with a `device` field gets it resolved ('auto' -> cuda or cpu).
+    """
+    check_profile(profile)
+    if profile not in profiles:
+        raise ParameterError(f"The 'profile' parameter {profile!r} needs real datasets and hub weights, which "
+                             f"{finding} does not support yet; use one of {list(profiles)}.")
+    cfg = apply_overrides(default, profiles[profile])
+    cfg = validate(apply_overrides(cfg, {aliases.get(k, k): v for k, v in params.items()}))
+    if any(f.name == "device" for f in dataclasses.fields(cfg)):
+        cfg = dataclasses.replace(cfg, device=check_device(cfg.device))
+    return cfg

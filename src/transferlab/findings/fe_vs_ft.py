@@ -17,8 +17,8 @@ import torch
 from scipy.stats import spearmanr
 
 from ..cache import cache_root, cached_arrays, cached_json
-from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
-                      apply_overrides, check_device, check_profile, config_hash, param, to_dict, validate)
+from ..config import (Float, Floats, Int, PretrainConfig, TargetConfig, TrainConfig, config_hash, param,
+                      resolve_config, to_dict)
 from ..data.device import DeviceData
 from ..data.store import load_target
 from ..metrics.spectrum import normalised_similarity, project, spectrum
@@ -61,24 +61,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def config(profile: str = "cpu", **params: Any) -> FeVsFtConfig:
-    """The validated config of a profile with papermill/CLI parameters applied (None = profile value).
-
-    Parameters use dotted names ('pretrain.train.epochs') or the short aliases in ALIASES.
-    """
-    check_profile(profile)
-    if profile not in PROFILES:
-        raise ParameterError(f"The 'profile' parameter {profile!r} needs real datasets and hub weights, which "
-                             f"finding 02 does not support yet; use one of {list(PROFILES)}.")
-    cfg = apply_overrides(FeVsFtConfig(), PROFILES[profile])
-    cfg = apply_overrides(cfg, {ALIASES.get(k, k): v for k, v in params.items()})
-    cfg = validate(cfg)
+    """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
+    cfg = resolve_config(FeVsFtConfig(), PROFILES, profile, params, finding="finding 02")
     check_model(cfg.pretrain.model)
-    return dataclasses.replace(cfg, device=check_device(cfg.device))
-
-
-ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrain.source",
-           "source_size": "pretrain.source_size", "arch": "pretrain.model.arch", "width": "pretrain.model.width",
-           "depth": "pretrain.model.depth", "ft_epochs": "finetune.epochs", "target_train": "target.train"}
+    return cfg
 
 
 # ---------------------------------------------------------------- compute
