@@ -89,3 +89,16 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_eval_mode(stripes):
     # without the option the statistics move (the default is unchanged)
     train(model, data, TrainConfig(epochs=1, batch_size=64, lr=3e-3), seed=0)
     assert not all(torch.equal(after[k], model.state_dict()[k]) for k in stats if "running" in k)
+
+
+def test_batches_are_standardised_and_aligned(stripes):
+    from transferlab.data.device import batches
+
+    data = DeviceData.from_arrays(stripes, "cpu")
+    seen = []
+    for x, y in batches(data, 100, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32) and len(x) == len(y) <= 100
+        assert abs(x.mean().item()) < 1e-3 and x.abs().max() < 20
+        seen.append(y)
+    assert sorted(torch.cat(seen).tolist()) == sorted(stripes.labels.tolist())  # every image once
+    assert data.images.dtype == torch.uint8  # stays uint8 on the device

@@ -1,0 +1,66 @@
+"""End to end: finding 02 on the ci profile, its verdict logic on hand-made tables, and its cache."""
+import time
+
+import numpy as np
+import pandas as pd
+
+from transferlab.findings import fe_vs_ft
+from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+
+
+def test_ci_run_end_to_end_and_cached(isolated_cache):
+    cfg = fe_vs_ft.config("ci", device="cpu")
+    first = fe_vs_ft.run(cfg)
+    table = first.checkpoints
+    assert sorted(table["seed"].unique()) == list(range(cfg.seeds))
+    assert set(table["checkpoint"]) == {"ep0", "ep0.5", "ep1", "ep2"}
+    for col in ("source_acc", "fe_acc", "ft_acc", "fe_main_acc", "fe_residual_acc"):
+        assert table[col].between(0, 1).all(), col
+    assert list(first.verdicts["claim"]) == ["B1", "B2", "B2", "B3"]
+    assert set(first.verdicts["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE}
+    assert first.provenance["wall_time_s"] > 0 and first.provenance["versions"]["torch"]
+
+    start = time.perf_counter()
+    second = fe_vs_ft.run(cfg)  # everything comes from the cache: no training
+    assert time.perf_counter() - start < first.provenance["this_call_s"]
+    pd.testing.assert_frame_equal(first.checkpoints, second.checkpoints)
+    assert len(list((isolated_cache / "zoo").glob("*-seed*"))) == cfg.seeds
+
+
+def _table(fe_val: list[list[float]], fe: list[list[float]]) -> pd.DataFrame:
+    """Rows per (seed, epoch) from per-seed curves over epochs 1..E."""
+    rows = []
+    for seed, (val_curve, test_curve) in enumerate(zip(fe_val, fe)):
+        for e, (v, t) in enumerate(zip(val_curve, test_curve), start=1):
+            rows.append({"seed": seed, "epoch": float(e), "fe_val_acc": v, "fe_acc": t,
+                         "source_acc": 0.5 + 0.05 * e, "ft_acc": 0.8 + 0.01 * e,
+                         "main_stability": 0.9, "residual_stability": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_b1_on_hand_made_curves():
+    peaked = [[0.80, 0.90, 0.85]] * 3
+    gap = _table(peaked, [[0.80, 0.90, 0.85], [0.81, 0.91, 0.85], [0.80, 0.92, 0.86]])
+    assert fe_vs_ft.verdict_b1(gap)[0]["verdict"] == REPRODUCED
+    rising = [[0.80, 0.85, 0.90]] * 3
+    assert fe_vs_ft.verdict_b1(_table(rising, rising))[0]["verdict"] == NOT_REPRODUCED
+    noisy = _table(peaked, [[0.80, 0.90, 0.85], [0.81, 0.84, 0.86], [0.80, 0.88, 0.85]])
+    assert fe_vs_ft.verdict_b1(noisy)[0]["verdict"] == INCONCLUSIVE
+
+
+def test_b2_and_b3_on_hand_made_curves():
+    flat = [[0.9, 0.9, 0.9, 0.9]] * 3
+    table = _table(flat, [[0.9, 0.92, 0.91, 0.90], [0.91, 0.9, 0.92, 0.9], [0.9, 0.91, 0.9, 0.92]])
+    rho_ft, diff = fe_vs_ft.verdict_b2(table)
+    assert rho_ft["verdict"] == REPRODUCED  # FT rises with source accuracy in every seed
+    assert fe_vs_ft.verdict_b3(table)[0]["verdict"] == REPRODUCED  # main 0.9 > residual 0.5 everywhere
+    table["main_stability"] = 0.1
+    assert fe_vs_ft.verdict_b3(table)[0]["verdict"] == NOT_REPRODUCED
+
+
+def test_failed_pretraining_makes_every_verdict_inconclusive():
+    curves = [[0.80, 0.90, 0.85]] * 3
+    table = _table(curves, curves)
+    table["source_acc"] = np.where(table["epoch"] == 3, 0.1, table["source_acc"])
+    out = fe_vs_ft.verdicts(table, None)
+    assert set(out["verdict"]) == {INCONCLUSIVE}
