@@ -1,0 +1,1 @@
+"""Small analytic models behind the findings (pure numpy, seconds)."""
