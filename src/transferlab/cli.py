@@ -9,7 +9,8 @@ import sys
 
 from .config import ParameterError
 
-FINDINGS = {"fe_vs_ft": "transferlab.findings.fe_vs_ft"}
+FINDINGS = {"fe_vs_ft": "transferlab.findings.fe_vs_ft",
+            "lpft_ood": "transferlab.findings.lpft_ood"}
 
 
 def _parse_param(text: str) -> tuple[str, object]:

@@ -44,3 +44,168 @@ def singular_value_profiles(spectra: dict, seed: int = 0, ax=None, energy: float
     ax.set_title(f"feature spectrum of the target test set (seed {seed})")
     ax.legend(frameon=False, fontsize="small", ncol=2)
     return ax
+
+
+METHOD_COLOURS = {"LP": "C0", "FT": "C1", "LP-FT": "C2"}  # one colour per transfer method in every figure
+
+
+def _set_labels(ax, x, labels) -> None:
+    ax.set_xticks(x, labels, fontsize="small", rotation=25, ha="right", rotation_mode="anchor")
+
+
+def shift_examples(examples: dict, kinds: dict | None = None, n: int = 8):
+    """One row of example images per data set (uint8 NHWC), labelled with its name and kind."""
+    names = list(examples)
+    fig, axes = plt.subplots(len(names), n, figsize=(0.9 * n, 1.1 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        images = examples[name]
+        for c in range(n):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(images[c], interpolation="nearest")
+        label = name if not kinds or name not in kinds else f"{name} ({kinds[name]})"
+        axes[r, 0].set_title(label, fontsize="small", loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_by_set(summary: pd.DataFrame, sets: list[str], methods: tuple = ("LP", "FT", "LP-FT"),
+                    kinds: dict | None = None, ax=None, ylabel: str = "test accuracy"):
+    """Mean accuracy per method on every set with 95% CI error bars; expects method, set,
+    accuracy, accuracy_lo, accuracy_hi columns (CIs clipped to [0, 1] for display)."""
+    ax = ax or plt.subplots(figsize=(max(6, 1.3 * len(sets)), 4))[1]
+    width = 0.8 / len(methods)
+    x = np.arange(len(sets))
+    for i, method in enumerate(methods):
+        rows = summary[summary["method"] == method].set_index("set").reindex(sets)
+        mean = rows["accuracy"].to_numpy()
+        lo = np.clip(rows["accuracy_lo"].to_numpy(), 0, 1)
+        hi = np.clip(rows["accuracy_hi"].to_numpy(), 0, 1)
+        err = np.where(np.isfinite(lo) & np.isfinite(hi), [mean - lo, hi - mean], 0.0)
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=method,
+               color=METHOD_COLOURS.get(method))
+    _set_labels(ax, x, [s if not kinds or s not in kinds else f"{s} ({kinds[s]})" for s in sets])
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False, ncol=len(methods))
+    return ax
+
+
+def distortion_by_set(distortion: pd.DataFrame, sets: list[str], methods: tuple = ("FT", "LP-FT"),
+                      column: str = "distortion", ax=None):
+    """Mean squared change of the penultimate features per set (log scale), one bar per method,
+    seeds as dots."""
+    ax = ax or plt.subplots(figsize=(max(6, 1.3 * len(sets)), 4))[1]
+    width = 0.8 / len(methods)
+    x = np.arange(len(sets))
+    for i, method in enumerate(methods):
+        rows = distortion[distortion["method"] == method]
+        offset = (i - (len(methods) - 1) / 2) * width
+        means = rows.groupby("set")[column].mean().reindex(sets)
+        bars = ax.bar(x + offset, means, width, label=method, alpha=0.8, color=METHOD_COLOURS.get(method))
+        for j, name in enumerate(sets):
+            values = rows.loc[rows["set"] == name, column]
+            ax.scatter(np.full(len(values), x[j] + offset), values, s=8, color="black", zorder=3)
+        bars.set_label(method)
+    ax.set_yscale("log")
+    _set_labels(ax, x, sets)
+    ax.set_ylabel("mean squared feature change" if column == "distortion" else "relative feature change")
+    ax.legend(frameon=False)
+    return ax
+
+
+def linear_toy_errors(table: pd.DataFrame, axes=None):
+    """The linear toy: OOD error of LP, FT and LP-FT against the pretraining error eps (log-log,
+    eps > 0; median over problems), and how much of each fine-tuning step reached S⊥."""
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(12, 4))[1]
+    pos = table[table["eps"] > 0]
+    for method, group in pos.groupby("method", sort=False):
+        med = group.groupby("eps")["ood_error"].median()
+        axes[0].plot(med.index, med.to_numpy(), marker="o", label=method, color=METHOD_COLOURS.get(method))
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("pretraining error eps")
+    axes[0].set_ylabel("OOD squared error (median over problems)")
+    axes[0].set_title("OOD error vs feature quality")
+    axes[0].legend(frameon=False)
+    moved = table[table["method"] != "LP"]
+    for method, group in moved.groupby("method", sort=False):
+        axes[1].scatter(group["delta_B"].clip(lower=1e-18), group["delta_B_perp"].clip(lower=1e-18), label=method, s=14,
+                        color=METHOD_COLOURS.get(method))
+    lims = np.array(axes[1].get_xlim())
+    axes[1].plot(lims, lims, color="grey", ls="--", lw=1, label="ΔB P_S⊥ as large as ΔB")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("||ΔB||_F (how far fine-tuning moved the features)")
+    axes[1].set_ylabel("||ΔB P_S⊥||_F (the part acting on S⊥)")
+    axes[1].set_title("feature change outside the ID span")
+    axes[1].legend(frameon=False)
+    return axes
+
+
+# ---------------------------------------------------------------- finding 03 (feature reuse under shuffling)
+def image_row(images, titles, axes=None, cmap: str = "gray"):
+    """A row of uint8 HWC images with titles (e.g. one digit at every block size)."""
+    if axes is None:
+        axes = plt.subplots(1, len(images), figsize=(1.6 * len(images), 1.9))[1]
+    for ax, image, title in zip(np.atleast_1d(axes), images, titles):
+        image = np.asarray(image)
+        ax.imshow(image[..., 0] if image.ndim == 3 and image.shape[-1] in (1, 3) and cmap else image, cmap=cmap)
+        ax.set_title(title, fontsize="small")
+        ax.axis("off")
+    return axes
+
+
+def block_axis(ax, blocks) -> None:
+    """Log-2 block-size axis, from the whole image (left) to single pixels (right)."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(blocks), [str(b) for b in blocks])
+    ax.minorticks_off()
+    ax.set_xlim(max(blocks) * 1.3, min(blocks) / 1.3)
+    ax.set_xlabel("block size b (pixels)")
+
+
+def mean_curves(long: pd.DataFrame, x: str, y: str, hue: str, ax=None, ylabel: str | None = None,
+                title: str | None = None, palette=None):
+    """Mean over seeds of `y` against `x`, one line per `hue` value, with a 95% CI band (seaborn)."""
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    sns.lineplot(data=long, x=x, y=y, hue=hue, marker="o", ms=4, errorbar=("ci", 95), ax=ax, palette=palette)
+    ax.set_ylabel(ylabel or y)
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def pair_bars(table: pd.DataFrame, y: str, x: str = "pair", baseline: str | None = None, ax=None,
+              ylabel: str | None = None, title: str | None = None, baseline_label: str = "baseline"):
+    """Bars of the mean of `y` per `x` (95% CI over seeds); `baseline` draws the mean of that column
+    as a black tick across each bar."""
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    order = list(dict.fromkeys(table[x]))
+    sns.barplot(data=table, x=x, y=y, order=order, errorbar=("ci", 95), ax=ax, alpha=0.85)
+    if baseline is not None:
+        means = table.groupby(x)[baseline].mean()
+        for i, name in enumerate(order):
+            ax.hlines(means[name], i - 0.4, i + 0.4, color="black", lw=2, label=baseline_label if i == 0 else None)
+        ax.legend(frameon=False, fontsize="small")
+    ax.set_ylabel(ylabel or y)
+    ax.set_xlabel("")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def matrix_heatmap(matrix: pd.DataFrame, ax=None, title: str | None = None, vmin: float | None = 0.0,
+                   vmax: float | None = 1.0, cmap: str = "magma", fmt: str = ".2f", xlabel: str | None = None,
+                   ylabel: str | None = None):
+    """An annotated heatmap of a labelled matrix (layer x layer CKA, module x alpha error, ...)."""
+    ax = ax or plt.subplots(figsize=(4.5, 4))[1]
+    sns.heatmap(matrix, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, annot=True, fmt=fmt, annot_kws={"size": 7},
+                cbar=False, square=False)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    return ax
