@@ -1,0 +1,108 @@
+"""The loss landscape around fine-tuned solutions: linear-path barriers and module criticality.
+
+- `error_along_path` / `loss_barrier`: test error on the straight line between two solutions
+  theta(l) = (1 - l) theta_1 + l theta_2 (Neyshabur et al. 2020, Sec. 3.3; Frankle et al. 2020).
+- `criticality_map`: per module, error after moving only that module's weights back toward
+  their initial values, theta_a = (1 - a) theta_f + a theta_0, plus Gaussian noise
+  (Chatterji, Neyshabur, Sedghi, ICLR 2020).
+
+BatchNorm running statistics belong to one set of weights: at every new point of weight space
+they are recomputed over training batches ("precise BN", see LESSONS.md), always with the same
+batches, so identical weights give identical errors.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.device import DeviceData
+from ..train import predict, recompute_bn_stats
+
+# Fixed seed of the batches used to recompute BatchNorm statistics at every point.
+BN_SEED = 0
+
+
+def _is_float(t: torch.Tensor) -> bool:
+    return t.is_floating_point()
+
+
+def interpolate_state(state_a: dict, state_b: dict, lam: float) -> dict:
+    """(1 - lam) * a + lam * b for every floating-point tensor; integer buffers are taken from a."""
+    return {k: torch.lerp(v.float(), state_b[k].float(), float(lam)).to(v.dtype) if _is_float(v) else v
+            for k, v in state_a.items()}
+
+
+def error_at(model: nn.Module, state: dict, data: DeviceData, bn_data: DeviceData | None,
+             bn_batches: int = 4, bn_batch_size: int = 256, batch_size: int = 512) -> float:
+    """Test error of `model` with weights `state`, BN statistics recomputed on `bn_data` first."""
+    model.load_state_dict(state)
+    if bn_data is not None:
+        recompute_bn_stats(model, bn_data, batch_size=bn_batch_size, num_batches=bn_batches, seed=BN_SEED)
+    return 1.0 - (predict(model, data, batch_size) == data.labels).float().mean().item()
+
+
+def error_along_path(model: nn.Module, state_a: dict, state_b: dict, data: DeviceData,
+                     bn_data: DeviceData | None, points: int = 25, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(lambdas, errors) at `points` evenly spaced points of the segment from a (0) to b (1)."""
+    if points < 2:
+        raise ValueError(f"The 'points' parameter must be an int >= 2. Got {points!r} instead.")
+    lams = np.linspace(0.0, 1.0, points)
+    errors = np.array([error_at(model, interpolate_state(state_a, state_b, lam), data, bn_data, **kwargs)
+                       for lam in lams])
+    return lams, errors
+
+
+def loss_barrier(errors) -> float:
+    """Largest error on the path minus the mean error of its two ends (0 for a flat path)."""
+    errors = np.asarray(errors, dtype=float)
+    return float(errors.max() - 0.5 * (errors[0] + errors[-1]))
+
+
+def module_groups(model: nn.Module) -> "OrderedDict[str, list[str]]":
+    """Parameter names per module, in forward order: top-level children, with `blocks` split
+    into its blocks ('stem', 'blocks.0', ..., 'head' for the ResNet)."""
+    groups: OrderedDict[str, list[str]] = OrderedDict()
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if parts[0] == "blocks" else parts[0]
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+@torch.no_grad()
+def criticality_map(model: nn.Module, final_state: dict, init_state: dict, data: DeviceData,
+                    bn_data: DeviceData | None, alphas, sigma: float = 0.0, draws: int = 1, seed: int = 0,
+                    modules: "OrderedDict[str, list[str]] | None" = None, **kwargs) -> tuple[list[str], np.ndarray]:
+    """Module criticality (Chatterji et al. 2020): error[m, i] after replacing module m's parameters by
+    (1 - alphas[i]) theta_f + alphas[i] theta_0 + sigma * rms(theta_f) * N(0, 1) (per tensor), mean over
+    `draws` noise draws. Weights that did not move (alpha = 0, sigma = 0) keep the trained BN statistics,
+    so that cell is exactly the trained model's error.
+    """
+    model.load_state_dict(final_state)
+    modules = modules or module_groups(model)
+    gen = torch.Generator().manual_seed(seed)
+    trained = None
+    out = np.zeros((len(modules), len(alphas)))
+    for m, (name, params) in enumerate(modules.items()):
+        for i, alpha in enumerate(alphas):
+            if alpha == 0 and sigma == 0:
+                if trained is None:
+                    trained = error_at(model, final_state, data, None, **kwargs)
+                out[m, i] = trained
+                continue
+            errs = []
+            for _ in range(draws if sigma > 0 else 1):
+                state = dict(final_state)
+                for p in params:
+                    theta = torch.lerp(final_state[p].float(), init_state[p].float(), float(alpha))
+                    if sigma > 0:
+                        rms = final_state[p].float().square().mean().sqrt()
+                        theta = theta + sigma * rms * torch.randn(theta.shape, generator=gen)
+                    state[p] = theta.to(final_state[p].dtype)
+                errs.append(error_at(model, state, data, bn_data, **kwargs))
+            out[m, i] = float(np.mean(errs))
+    model.load_state_dict(final_state)
+    return list(modules), out

@@ -1,0 +1,82 @@
+"""Linear-path barriers and module criticality on a tiny trained ResNet."""
+import numpy as np
+import pytest
+import torch
+
+from transferlab.config import ModelConfig, TrainConfig
+from transferlab.data.device import DeviceData
+from transferlab.metrics.agreement import independent_jaccard, mistake_jaccard
+from transferlab.metrics.landscape import (criticality_map, error_along_path, interpolate_state, loss_barrier,
+                                           module_groups)
+from transferlab.models import create_model
+from transferlab.train import accuracy, train
+
+
+@pytest.fixture(scope="module")
+def trained(stripes_module):
+    data = DeviceData.from_arrays(stripes_module, "cpu")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(width=8), 8)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, data, TrainConfig(epochs=2, batch_size=64, augment=False, lr=3e-3), seed=0)
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+    return model, data, init, final
+
+
+@pytest.fixture(scope="module")
+def stripes_module():
+    from transferlab.data.arrays import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 8, 256)
+    images = rng.integers(0, 60, (256, 32, 32, 3))
+    for i, y in enumerate(labels):
+        images[i, 4 * y:4 * y + 3] += 150
+    return ArrayDataset(images.clip(0, 255).astype(np.uint8), labels.astype(np.int64), tuple("abcdefgh"))
+
+
+def test_barrier_is_zero_for_identical_endpoints(trained):
+    model, data, _, final = trained
+    lams, errors = error_along_path(model, final, final, data, data, points=5)
+    assert np.allclose(lams, np.linspace(0, 1, 5))
+    assert np.allclose(errors, errors[0])
+    assert loss_barrier(errors) == 0.0
+
+
+def test_barrier_definition():
+    assert loss_barrier([0.1, 0.4, 0.2]) == pytest.approx(0.4 - 0.15)
+    assert loss_barrier([0.3, 0.2, 0.1]) == pytest.approx(0.1)
+
+
+def test_interpolation_ends_are_the_endpoints(trained):
+    _, _, init, final = trained
+    for lam, ref in ((0.0, init), (1.0, final)):
+        state = interpolate_state(init, final, lam)
+        assert all(torch.allclose(state[k].float(), ref[k].float()) for k in ref if ref[k].is_floating_point())
+    assert torch.equal(interpolate_state(init, final, 0.5)["stem.1.num_batches_tracked"],
+                       init["stem.1.num_batches_tracked"])
+
+
+def test_criticality_alpha_zero_without_noise_is_the_trained_error(trained):
+    model, data, init, final = trained
+    model.load_state_dict(final)
+    trained_error = 1 - accuracy(model, data)
+    modules, errors = criticality_map(model, final, init, data, data, alphas=(0.0, 1.0), sigma=0.0)
+    assert modules == ["stem", "blocks.0", "blocks.1", "blocks.2", "head"]
+    assert errors.shape == (5, 2)
+    assert np.allclose(errors[:, 0], trained_error)
+    assert trained_error < 0.5 and errors[-1, 1] > trained_error  # a rewound head is random: critical
+    assert all(torch.equal(v, final[k]) for k, v in model.state_dict().items())  # weights restored
+
+
+def test_module_groups_cover_every_parameter(trained):
+    model = trained[0]
+    groups = module_groups(model)
+    assert sum(len(v) for v in groups.values()) == len(list(model.parameters()))
+
+
+def test_mistake_overlap():
+    labels = np.array([0, 1, 2, 3])
+    assert mistake_jaccard([1, 1, 2, 0], [1, 0, 2, 0], labels) == pytest.approx(2 / 3)  # {0, 3} vs {0, 1, 3}
+    assert mistake_jaccard(labels, labels, labels) == 1.0
+    assert independent_jaccard(0.5, 0.5) == pytest.approx(0.25 / 0.75)
