@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 
 from ..cache import atomic_write, cache_root, cached_arrays, cached_json, read_json
 from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
-                      apply_overrides, check_device, check_profile, config_hash, param, to_dict, validate)
+                      config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData, standardize
 from ..data.shuffle import BlockShuffle, check_block
 from ..data.store import load_target
@@ -113,20 +113,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "checkpoint_epochs": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)},
 }
 
-ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrain.source",
-           "source_size": "pretrain.source_size", "arch": "pretrain.model.arch", "width": "pretrain.model.width",
-           "depth": "pretrain.model.depth", "ft_epochs": "finetune.epochs", "target_train": "target.train"}
-
-
 def config(profile: str = "cpu", **params: Any) -> FeatureReuseConfig:
     """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
-    check_profile(profile)
-    if profile not in PROFILES:
-        raise ParameterError(f"The 'profile' parameter {profile!r} needs real datasets and hub weights, which "
-                             f"finding 03 does not support yet; use one of {list(PROFILES)}.")
-    cfg = apply_overrides(FeatureReuseConfig(), PROFILES[profile])
-    cfg = apply_overrides(cfg, {ALIASES.get(k, k): v for k, v in params.items()})
-    cfg = validate(cfg)
+    cfg = resolve_config(FeatureReuseConfig(), PROFILES, profile, params, finding="finding 03")
     check_model(cfg.pretrain.model)
     for b in cfg.blocks:
         check_block(b, IMAGE_SIZE, "blocks")
@@ -152,7 +141,7 @@ def config(profile: str = "cpu", **params: Any) -> FeatureReuseConfig:
         raise ParameterError(f"The 'eval_images' parameter must be at most target.test ({cfg.target.test}) and at "
                              f"least cka_batch ({cfg.cka_batch}). Got {cfg.eval_images} instead.")
     blocks = tuple(sorted(cfg.blocks, reverse=True))
-    return dataclasses.replace(cfg, blocks=blocks, device=check_device(cfg.device))
+    return dataclasses.replace(cfg, blocks=blocks)
 
 
 # ---------------------------------------------------------------- results

@@ -22,7 +22,7 @@ import torch
 
 from ..cache import cache_root, cached_json
 from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
-                      apply_overrides, check_device, check_profile, config_hash, param, to_dict, validate)
+                      apply_overrides, config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData
 from ..data.shifts import COVERED, SHIFTS, UNSEEN, ShiftNames, normalised_severity, shift_data
 from ..data.store import load_target
@@ -85,25 +85,12 @@ SOURCE = "glyphs+digits"   # the finding is about good features: digits in part 
 
 
 def config(profile: str = "cpu", **params: Any) -> LpFtConfig:
-    """The validated config of a profile with papermill/CLI parameters applied (None = profile value).
-
-    Parameters use dotted names ('pretrain.train.epochs') or the short aliases in ALIASES.
-    """
-    check_profile(profile)
-    if profile not in PROFILES:
-        raise ParameterError(f"The 'profile' parameter {profile!r} needs real datasets and hub weights, which "
-                             f"finding 04 does not support yet; use one of {list(PROFILES)}.")
-    cfg = apply_overrides(LpFtConfig(), {"pretrain.source": SOURCE, **PROFILES[profile]})
-    cfg = apply_overrides(cfg, {ALIASES.get(k, k): v for k, v in params.items()})
-    cfg = validate(cfg)
+    """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
+    default = apply_overrides(LpFtConfig(), {"pretrain.source": SOURCE})
+    cfg = resolve_config(default, PROFILES, profile, params, finding="finding 04")
     check_model(cfg.pretrain.model)
     _check_sizes(cfg)
-    return dataclasses.replace(cfg, device=check_device(cfg.device))
-
-
-ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrain.source",
-           "source_size": "pretrain.source_size", "arch": "pretrain.model.arch", "width": "pretrain.model.width",
-           "depth": "pretrain.model.depth", "ft_epochs": "finetune.epochs", "target_train": "target.train"}
+    return cfg
 
 
 def _check_sizes(cfg: LpFtConfig) -> None:
