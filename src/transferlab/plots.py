@@ -87,8 +87,9 @@ def accuracy_by_set(summary: pd.DataFrame, sets: list[str], methods: tuple = ("L
                color=METHOD_COLOURS.get(method))
     _set_labels(ax, x, [s if not kinds or s not in kinds else f"{s} ({kinds[s]})" for s in sets])
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1)
-    ax.legend(frameon=False, ncol=len(methods))
+    ax.set_ylim(0, 1.12)   # room for the legend above the bars
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(frameon=False, ncol=len(methods), loc="upper center")
     return ax
 
 
