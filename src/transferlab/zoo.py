@@ -38,6 +38,11 @@ class ZooRun:
     def num_classes(self) -> int:
         return read_json(self.path / "done.json")["num_classes"]
 
+    @property
+    def compute_seconds(self) -> float:
+        """Wall time the pretraining took when it was computed (not when loaded from the cache)."""
+        return read_json(self.path / "done.json")["provenance"]["wall_time_s"]
+
     def load(self, name: str, device: str | torch.device = "cpu") -> nn.Module:
         """The model at checkpoint `name`, with its source classifier."""
         model = create_model(self.cfg.model, self.num_classes)

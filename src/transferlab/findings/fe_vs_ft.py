@@ -86,7 +86,7 @@ def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
         rows, spectra, compute_s = [], {}, 0.0
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
-            compute_s += zoo_run_time(zoo_run)
+            compute_s += zoo_run.compute_seconds
             seed_rows = [measure_checkpoint(cfg, zoo_run, meta, data) for meta in zoo_run.checkpoints()]
             spectral_rows, spectra[seed] = spectral_analysis(cfg, zoo_run, [r["checkpoint"] for r in seed_rows])
             for row, extra in zip(seed_rows, spectral_rows):
@@ -97,11 +97,6 @@ def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
     return Results(config=to_dict(cfg), checkpoints=table, verdicts=verdicts(table, cfg),
                    summary=summarise(table), spectra=spectra,
                    provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
-
-
-def zoo_run_time(zoo_run: ZooRun) -> float:
-    from ..cache import read_json
-    return read_json(zoo_run.path / "done.json")["provenance"]["wall_time_s"]
 
 
 def unit_dir(cfg: FeVsFtConfig, seed: int):

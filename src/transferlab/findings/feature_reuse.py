@@ -379,10 +379,6 @@ def analyse_block(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, bl
 
 
 # ---------------------------------------------------------------- run
-def zoo_run_time(zoo_run: ZooRun) -> float:
-    return read_json(zoo_run.path / "done.json")["provenance"]["wall_time_s"]
-
-
 def run(cfg: FeatureReuseConfig) -> Results:
     """Compute (or load from the cache) every run and analysis, then the verdicts."""
     with stopwatch() as timer:
@@ -390,7 +386,7 @@ def run(cfg: FeatureReuseConfig) -> Results:
         rows, ckpt_rows, analyses, source, compute_s = [], [], [], [], 0.0
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
-            compute_s += zoo_run_time(zoo_run)
+            compute_s += zoo_run.compute_seconds
             metas = zoo_run.checkpoints()
             source.append({"seed": seed, "checkpoint": metas[-1]["name"], "source_acc": metas[-1]["source_acc"]})
             for block in cfg.blocks:

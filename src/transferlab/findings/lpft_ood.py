@@ -34,7 +34,6 @@ from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..train import accuracy, extract_features, train
 from ..zoo import ZooRun, pretrain
-from .fe_vs_ft import zoo_run_time
 
 NAME = "lpft_ood"
 METHODS = ("LP", "FT", "LP-FT")
@@ -128,7 +127,7 @@ def run(cfg: LpFtConfig, progress: bool = True) -> Results:
         units, compute_s = [], 0.0
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
-            compute_s += zoo_run_time(zoo_run)
+            compute_s += zoo_run.compute_seconds
             unit = measure_seed(cfg, zoo_run, data, ood)
             compute_s += unit["seconds"]
             units.append(unit)
