@@ -9,7 +9,8 @@ import sys
 
 from .config import ParameterError
 
-FINDINGS = {"fe_vs_ft": "transferlab.findings.fe_vs_ft", "feature_reuse": "transferlab.findings.feature_reuse",
+FINDINGS = {"invariance": "transferlab.findings.invariance", "fe_vs_ft": "transferlab.findings.fe_vs_ft",
+            "feature_reuse": "transferlab.findings.feature_reuse",
             "lpft_ood": "transferlab.findings.lpft_ood"}
 
 

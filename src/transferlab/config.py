@@ -72,6 +72,36 @@ class Floats:
         return tuple(self.item(name, v) for v in value)
 
 
+@dataclass(frozen=True)
+class Choices:
+    """A non-empty tuple of distinct values from `options`."""
+
+    options: tuple
+
+    def __call__(self, name: str, value: Any) -> tuple:
+        if isinstance(value, str):
+            value = (value,)
+        if (not isinstance(value, (list, tuple)) or len(value) == 0 or len(set(value)) != len(value)
+                or any(v not in self.options for v in value)):
+            raise ParameterError(f"The '{name}' parameter must be a non-empty list of distinct values from "
+                                 f"{list(self.options)}. Got {value!r} instead.")
+        return tuple(value)
+
+
+@dataclass(frozen=True)
+class Ints:
+    """A tuple of distinct ints, each checked by `item`; empty means 'all' where a finding says so."""
+
+    item: Int
+
+    def __call__(self, name: str, value: Any) -> tuple:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (list, tuple)) or len(set(value)) != len(value):
+            raise ParameterError(f"The '{name}' parameter must be a list of distinct ints. Got {value!r} instead.")
+        return tuple(self.item(name, v) for v in value)
+
+
 def param(default: Any, check: Callable[[str, Any], Any]) -> Any:
     """A dataclass field whose value is validated by `check` in `validate`."""
     if isinstance(default, (list, tuple)):

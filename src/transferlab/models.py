@@ -48,12 +48,15 @@ class CifarResNet(nn.Module):
         self.num_features = cin
         self.head = nn.Linear(cin, num_classes)
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Output of the stem and of every block (NCHW)."""
+    def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None,
+                              stop_early: bool = False) -> list[torch.Tensor]:
+        """Output of the stem (index 0) and of every block (NCHW); only `indices` if given,
+        and with `stop_early` no block past the deepest of them runs."""
         outs = [self.stem(x)]
-        for block in self.blocks:
+        last = max(indices) if indices is not None and stop_early else len(self.blocks)
+        for block in self.blocks[:last]:
             outs.append(block(outs[-1]))
-        return outs
+        return outs if indices is None else [outs[i] for i in indices]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x)).mean(dim=(2, 3))
@@ -93,12 +96,14 @@ class ConvStemViT(VisionTransformer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
-    def forward_intermediates(self, x: torch.Tensor, **kwargs) -> list[torch.Tensor]:
-        """Patch-token features (NLC) after every block."""
-        kwargs.setdefault("intermediates_only", True)
-        kwargs.setdefault("output_fmt", "NLC")
-        kwargs.setdefault("return_prefix_tokens", False)
-        return super().forward_intermediates(x, **kwargs)
+    def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None, stop_early: bool = False,
+                              prefix_tokens: bool = False) -> list[torch.Tensor]:
+        """Token features (NLC) after every block, or after blocks `indices`; patch tokens only
+        unless `prefix_tokens` (then the class token comes first). With `stop_early` no block
+        past the deepest index runs."""
+        outs = super().forward_intermediates(x, indices=indices, stop_early=stop_early, intermediates_only=True,
+                                             output_fmt="NLC", return_prefix_tokens=prefix_tokens)
+        return [torch.cat([prefix, patches], dim=1) for patches, prefix in outs] if prefix_tokens else outs
 
 
 def _resnet(cfg: ModelConfig, num_classes: int) -> nn.Module:

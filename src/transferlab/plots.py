@@ -210,3 +210,17 @@ def matrix_heatmap(matrix: pd.DataFrame, ax=None, title: str | None = None, vmin
     ax.set_xlabel(xlabel or "")
     ax.set_ylabel(ylabel or "")
     return ax
+
+
+# ---------------------------------------------------------------- finding 01 (invariance, STIR)
+def stir_heatmap(matrix: np.ndarray, layers, ax=None, title: str | None = None, reference: str = "reference",
+                 readout: str = "readout", noise=None):
+    """A STIR map M[i, j] = STIR(readout_j | reference_i) with each row's argmax boxed; `noise`
+    (per readout layer) is printed under the column labels."""
+    labels = [str(layer) for layer in layers]
+    columns = labels if noise is None else [f"{c}\nnoise {v:.2f}" for c, v in zip(labels, noise)]
+    ax = matrix_heatmap(pd.DataFrame(matrix, index=labels, columns=columns), ax=ax, title=title, vmin=0.0,
+                        vmax=1.0, xlabel=f"{readout} block j", ylabel=f"{reference} block i")
+    for i, j in enumerate(np.argmax(matrix, axis=1)):
+        ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="cyan", lw=2))
+    return ax

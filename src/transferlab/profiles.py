@@ -19,7 +19,20 @@ ZOO: dict[str, dict[str, Any]] = {
             "model.depth": 20, "train.epochs": 12, "train.batch_size": 256, "early_checkpoints": (0.25, 0.5)},
 }
 
+# The zoo's ViT (finding 01 is about vision transformers): the conv-stem ViT of LESSONS.md,
+# trained with AdamW (the PretrainConfig defaults) on the same glyph images as the ResNet.
+ZOO_VIT: dict[str, dict[str, Any]] = {
+    "ci": {"source_size": 600, "source_test": 200, "model.arch": "vit", "model.width": 32, "model.depth": 2,
+           "model.heads": 2, "train.epochs": 2, "train.batch_size": 64},
+    # 2 CPU cores: width 64, 4 blocks, 2 heads; ~1,600 steps of batch 128 (LESSONS: ~1,800 reach high accuracy).
+    "cpu": {"source_size": 10_000, "source_test": 2_000, "model.arch": "vit", "model.width": 64, "model.depth": 4,
+            "model.heads": 2, "train.epochs": 20},
+    # One GPU: ViT-Tiny width, 8 blocks (LESSONS: depth >= 8 for a "moves to shallower layers" map).
+    "gpu": {"source_size": 50_000, "source_test": 5_000, "model.arch": "vit", "model.width": 192, "model.depth": 8,
+            "model.heads": 3, "train.epochs": 20, "train.batch_size": 256, "early_checkpoints": (0.5,)},
+}
 
-def pretrain_overrides(profile: str, prefix: str = "pretrain") -> dict[str, Any]:
-    """The zoo settings of `profile`, as overrides of a finding config's `prefix` field."""
-    return {f"{prefix}.{key}": value for key, value in ZOO[profile].items()}
+
+def pretrain_overrides(profile: str, prefix: str = "pretrain", zoo: dict[str, dict[str, Any]] = ZOO) -> dict[str, Any]:
+    """The settings of `zoo` (ZOO or ZOO_VIT) for `profile`, as overrides of a finding config's `prefix` field."""
+    return {f"{prefix}.{key}": value for key, value in zoo[profile].items()}

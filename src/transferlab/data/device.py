@@ -38,7 +38,11 @@ class DeviceData:
 
 def standardize(images: torch.Tensor) -> torch.Tensor:
     """uint8 -> float with zero mean, unit variance per image (removes contrast/brightness shifts)."""
-    x = images.float().div_(255.0)
+    return standardize_unit(images.float().div_(255.0))
+
+
+def standardize_unit(x: torch.Tensor) -> torch.Tensor:
+    """`standardize` for float images in [0, 1]; differentiable, for optimising the images themselves."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True)
     return (x - mean) / (std + 1e-3)

@@ -52,6 +52,19 @@ def unbiased_hsic(grams_a: torch.Tensor, grams_b: torch.Tensor) -> torch.Tensor:
     return (trace + totals / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * cross) / (n * (n - 3))
 
 
+def paired_cka(feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], debiased: bool = False) -> torch.Tensor:
+    """(L,) CKA of feats_a[l] with feats_b[l] (same n examples), every layer from one batched pass."""
+    ga, gb = gram_matrices(feats_a), gram_matrices(feats_b)
+    if debiased:
+        cross, self_a, self_b = (torch.diagonal(unbiased_hsic(u, v)) for u, v in ((ga, gb), (ga, ga), (gb, gb)))
+    else:
+        n = ga.shape[-1]
+        centre = torch.eye(n, dtype=ga.dtype, device=ga.device) - 1.0 / n
+        ga, gb = centre @ ga @ centre, centre @ gb @ centre
+        cross, self_a, self_b = [(u * v).sum((1, 2)) for u, v in ((ga, gb), (ga, ga), (gb, gb))]
+    return (cross / torch.sqrt(self_a * self_b)).float().cpu()
+
+
 def gram_matrices(feats: list[torch.Tensor]) -> torch.Tensor:
     """(L, batch, batch) linear Gram matrices of a list of per-layer (batch, ...) features (float64)."""
     return torch.stack([(f := _flat(x)) @ f.T for x in feats])
