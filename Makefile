@@ -15,6 +15,7 @@ PROFILE     ?= cpu
 NOTEBOOKS_DIR ?= notebooks
 NOTEBOOKS   := $(sort $(wildcard $(NOTEBOOKS_DIR)/[0-9][0-9]_*.ipynb))
 EXECUTED    := $(patsubst $(NOTEBOOKS_DIR)/%,book/%,$(NOTEBOOKS))
+SUMMARY     := book/verdict_summary.md
 LIBRARY     := $(shell find src -name '*.py' 2>/dev/null)
 # Records the profile of the executed notebooks, so changing PROFILE re-executes them.
 PROFILE_STAMP := .cache/make/profile
@@ -40,8 +41,12 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 	touch $@
 
 # ---------------------------------------------------------------- notebooks
-notebooks: $(EXECUTED)
+notebooks: $(SUMMARY)
 	@echo "notebooks: $(words $(EXECUTED)) executed notebook(s) in book/ up to date (profile $(PROFILE))"
+
+# The intro's verdict table, read from the cached results of the chapters in book/.
+$(SUMMARY): $(EXECUTED)
+	$(PY) -m transferlab summary --profile $(PROFILE) --output $@
 
 $(PROFILE_STAMP): FORCE
 	@mkdir -p $(@D)

@@ -237,6 +237,10 @@ def test_book_builds(executed, nb_env, tmp_path):
     for name, run in executed.items():
         if run["rc"] == 0:
             shutil.copy(run["path"], tree / "book" / f"{name}.ipynb")
+    summary = subprocess.run([sys.executable, "-m", "transferlab", "summary", "--profile", "ci", "--output",
+                              str(tree / "book" / "verdict_summary.md")], env=nb_env, capture_output=True, text=True,
+                             timeout=900)
+    assert summary.returncode == 0, f"transferlab summary failed:\n{_tail(summary.stdout + summary.stderr)}"
 
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
            "build", ".", *BOOK_FLAGS]
@@ -249,6 +253,11 @@ def test_book_builds(executed, nb_env, tmp_path):
     assert (html / "index.html").exists(), "no index.html"
     root = html / "book" / "intro.html"
     assert root.exists(), "the root page book/intro.html was not built"
+    front = root.read_text()
+    for name in toc_notebooks:   # the generated verdict summary names and links every chapter's claims
+        assert f'href="{name}.html"' in front, f"the intro's verdict summary has no link to {name}"
+        for claim in CLAIMS.get(name[:2], []):
+            assert f"<td>{claim}</td>" in front, f"the intro's verdict summary lacks claim {claim} of {name}"
     for name in toc_notebooks:
         page = html / "book" / f"{name}.html"
         assert page.exists(), f"no HTML page for chapter {name}"
