@@ -1,0 +1,73 @@
+"""Render every benchmark JSON under benchmarks/results/ as the table of the book's Performance page.
+
+`python -m benchmarks.summarise` rewrites book/performance_table.md (the runner does it too
+after a run into the default folder): the page's numbers come from the JSON, never by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transferlab.cache import atomic_write
+
+from .runner import RESULTS, check_record
+
+TABLE = Path(__file__).resolve().parents[1] / "book" / "performance_table.md"
+
+
+def load_records(results: Path = RESULTS) -> list[dict]:
+    """Every valid result, sorted by device, benchmark and mode."""
+    records = []
+    for path in sorted(results.glob("*/*.json")):
+        record = json.loads(path.read_text())
+        check_record(record)
+        records.append(record)
+    return sorted(records, key=lambda r: (r["provenance"]["device"], r["name"], r["provenance"]["quick"]))
+
+
+def _rate(side: dict) -> str:
+    return f"{side['images_per_s']:,.0f}" if side["images_per_s"] else "–"
+
+
+def _mfu(side: dict) -> str:
+    return f"{side['mfu']:.1%}" if side["mfu"] is not None else "–"
+
+
+def _speedup(c: dict) -> str:
+    if c["target_speedup"] is None:
+        return f"{c['speedup']:.2f}x"
+    return f"{c['speedup']:.2f}x ({'meets' if c['meets_target'] else 'below'} {c['target_speedup']:g}x)"
+
+
+def render(records: list[dict]) -> str:
+    """Markdown: one row per case, then where each device's numbers came from."""
+    if not records:
+        return "No benchmark results yet: run `python -m benchmarks`.\n"
+    lines = ["| benchmark | case | device | speed-up (target) | ours / baseline s | images/s ours / baseline "
+             "| peak MB ours / baseline | MFU ours / baseline |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        mode = " (quick)" if r["provenance"]["quick"] else ""
+        for c in r["cases"]:
+            o, b = c["ours"], c["baseline"]
+            lines.append(f"| {r['name']}{mode} | {c['case']} | {r['provenance']['device']} | {_speedup(c)} "
+                         f"| {o['seconds']:.3f} / {b['seconds']:.3f} | {_rate(o)} / {_rate(b)} "
+                         f"| {o['peak_mem_mb']:.0f} / {b['peak_mem_mb']:.0f} | {_mfu(o)} / {_mfu(b)} |")
+    lines += ["", "| benchmark | device | date | commit | load average (1 min) at start / end | torch threads |",
+              "|---|---|---|---|---|---|"]
+    for r in records:
+        p = r["provenance"]
+        lines.append(f"| {r['name']}{' (quick)' if p['quick'] else ''} | {p['device']} | {p['date']} "
+                     f"| `{p['commit']}` | {p['loadavg_start'][0]:.2f} / {p['loadavg_end'][0]:.2f} "
+                     f"| {p.get('torch_threads', '–')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(results: Path = RESULTS, table: Path = TABLE) -> Path:
+    text = render(load_records(results))
+    atomic_write(table, lambda tmp: tmp.write_text(text))
+    return table
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_table()}")
