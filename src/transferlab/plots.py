@@ -223,4 +223,23 @@ def stir_heatmap(matrix: np.ndarray, layers, ax=None, title: str | None = None, 
                         vmax=1.0, xlabel=f"{readout} block j", ylabel=f"{reference} block i")
     for i, j in enumerate(np.argmax(matrix, axis=1)):
         ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="cyan", lw=2))
+    ax.tick_params(axis="x", rotation=0)
     return ax
+
+
+# ---------------------------------------------------------------- cross-findings
+def aligned_panels(summary: pd.DataFrame, columns: dict[str, str], x: str = "epoch", ncols: int = 4,
+                   zero: tuple = ()):
+    """One panel per statistic on a shared x axis (mean with its 95% CI band, as `curves_with_ci`);
+    the columns in `zero` (differences) get a dashed line at 0."""
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.1 * nrows), sharex=True, squeeze=False)
+    for ax, (col, label) in zip(axes.flat, columns.items()):
+        curves_with_ci(summary, {col: label}, x=x, ax=ax, ylabel="", title=label)
+        ax.get_legend().remove()
+        if col in zero:
+            ax.axhline(0.0, color="grey", ls="--", lw=1)
+    for ax in axes.flat[len(columns):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -179,8 +179,9 @@ def cached_inversions(cfg: InvarianceConfig, path, model: torch.nn.Module, image
     """Inversions of every layer of `model` (the costly part: cached on its own, so an
     interrupted seed resumes at the next model)."""
     def compute() -> dict[str, np.ndarray]:
-        with tqdm(total=len(layers) * cfg.steps, desc=f"invert {path.stem}", disable=not progress,
-                  leave=False) as bar:
+        quiet = {} if progress else {"disable": True}   # progress=True still honours TQDM_DISABLE
+        with tqdm(total=len(layers) * cfg.steps, desc=f"invert {path.stem}", leave=False, mininterval=1.0,
+                  **quiet) as bar:
             inv = invert(model, images, layers, representation=cfg.representation, steps=cfg.steps,
                          step_size=cfg.step_size, optimizer=cfg.optimizer, start=cfg.start, seed=seed, progress=bar)
         return {"images": inv.images.cpu().numpy(), "residuals": inv.residuals.numpy(),
