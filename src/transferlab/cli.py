@@ -1,13 +1,15 @@
-"""Command line: `python -m transferlab run|zoo|info` (computes into the same cache as the notebooks)."""
+"""Command line: `python -m transferlab run|sweep|zoo|info` (computes into the same cache as the notebooks)."""
 from __future__ import annotations
 
 import argparse
 import ast
 import importlib
+import itertools
 import json
 import sys
+from typing import Any
 
-from .config import ParameterError
+from .config import ParameterError, check_profile
 
 FINDINGS = {"invariance": "transferlab.findings.invariance", "fe_vs_ft": "transferlab.findings.fe_vs_ft",
             "feature_reuse": "transferlab.findings.feature_reuse",
@@ -25,17 +27,93 @@ def _parse_param(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _check_finding(name: str) -> str:
+    if name not in FINDINGS:
+        raise ParameterError(f"The 'finding' parameter must be one of {list(FINDINGS)}. Got {name!r} instead.")
+    return name
+
+
+def _finding(name: str):
+    return importlib.import_module(FINDINGS[_check_finding(name)])
+
+
+def _user_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The -p parameters, after the finding and profile names (checked first: no heavy imports yet)."""
+    _check_finding(args.finding)
+    check_profile(args.profile)
+    return dict(_parse_param(p) for p in args.param)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.finding not in FINDINGS:
-        raise ParameterError(f"The 'finding' parameter must be one of {list(FINDINGS)}. Got {args.finding!r} instead.")
-    finding = importlib.import_module(FINDINGS[args.finding])
-    cfg = finding.config(args.profile, **dict(_parse_param(p) for p in args.param))
+    params = _user_params(args)
+    finding = _finding(args.finding)
+    cfg = finding.config(args.profile, **params)
     results = finding.run(cfg)
     print(results.verdicts.to_string(index=False))
     print(json.dumps(results.provenance, indent=1))
     return 0
 
 
+# ---------------------------------------------------------------- sweep
+def _parse_grid(text: str) -> tuple[str, list]:
+    """'key=v1,v2,...' -> (key, [v1, v2, ...]); values are Python literals when they are ((0.1, 0.3),(0.03,))."""
+    key, _ = _parse_param(text)
+    raw = text.split("=", 1)[1]
+    try:
+        values = ast.literal_eval(f"[{raw}]")
+    except (ValueError, SyntaxError):
+        values = [v.strip() for v in raw.split(",")]
+    if not key or not values or "" in values:
+        raise ParameterError(f"The '--grid' option must be key=v1,v2,... with at least one value. Got {text!r} instead.")
+    return key, values
+
+
+def grid_tasks(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Every grid point as a full parameter dict (base, then the point), in row-major grid order.
+
+    Pure: a backend (this process, Ray, ...) only needs this list and `run_task`.
+    """
+    keys = list(grid)
+    return [{**base, **dict(zip(keys, point))} for point in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_task(finding_name: str, profile: str, params: dict[str, Any]):
+    """One grid point: its finding's results (computed into, or loaded from, the shared cache)."""
+    finding = _finding(finding_name)
+    return finding.run(finding.config(profile, **params))
+
+
+def sweep(finding_name: str, profile: str, tasks: list[dict[str, Any]], grid_keys: list[str],
+          progress: bool = True):
+    """Run every task in turn and stack their verdict tables, one row per grid point x verdict.
+
+    Every task's config is validated before the first one computes: a bad grid value fails at once.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    finding = _finding(finding_name)
+    for params in tasks:
+        finding.config(profile, **params)
+    tables = []
+    for params in tqdm(tasks, desc=f"sweep {finding_name}", disable=not progress):
+        verdicts = run_task(finding_name, profile, params).verdicts
+        point = pd.DataFrame([{k: params[k] for k in grid_keys}] * len(verdicts), index=verdicts.index)
+        tables.append(pd.concat([point, verdicts], axis=1))
+    return pd.concat(tables, ignore_index=True)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    base = _user_params(args)
+    grid = dict(_parse_grid(g) for g in args.grid)
+    if not grid:
+        raise ParameterError("The '--grid' option must be given at least once (key=v1,v2,...). Got none instead.")
+    table = sweep(args.finding, args.profile, grid_tasks(base, grid), list(grid))
+    print(table.to_string(index=False))
+    return 0
+
+
+# ---------------------------------------------------------------- zoo, info
 def cmd_zoo(args: argparse.Namespace) -> int:
     from .zoo import list_runs
 
@@ -59,15 +137,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (the full usage is behind --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _finding_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("finding", help=f"one of {list(FINDINGS)}")
+    parser.add_argument("--profile", default="cpu", help="ci | cpu | gpu (default cpu)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter, e.g. -p seeds=5 -p pretrain.train.epochs=4")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transferlab", description=__doc__)
+    parser = _Parser(prog="transferlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="compute a finding's results into the cache and print its verdicts")
-    run.add_argument("finding", help=f"one of {list(FINDINGS)}")
-    run.add_argument("--profile", default="cpu", help="ci | cpu | gpu (default cpu)")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a parameter, e.g. -p seeds=5 -p pretrain.train.epochs=4")
+    _finding_arguments(run)
     run.set_defaults(func=cmd_run)
+    sweep_parser = sub.add_parser("sweep", help="run a finding at every point of a parameter grid, one table")
+    _finding_arguments(sweep_parser)
+    sweep_parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                              help="values of one parameter, e.g. --grid ft_epochs=1,2 (repeat for a product)")
+    sweep_parser.set_defaults(func=cmd_sweep)
     zoo = sub.add_parser("zoo", help="the cached pretraining runs")
     zoo.add_argument("action", choices=["list"])
     zoo.set_defaults(func=cmd_zoo)
@@ -82,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as err:  # a user error: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # finished units are cached and training resumes from its last checkpoint
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
