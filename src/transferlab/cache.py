@@ -14,11 +14,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .config import ParameterError
+
 
 def cache_root() -> Path:
     """$TRANSFERLAB_CACHE, else ~/.cache/transferlab."""
     root = Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ParameterError(f"The 'TRANSFERLAB_CACHE' environment variable must name a folder that can be "
+                             f"created. Got {str(root)!r} instead ({err.strerror}).") from None
     return root
 
 

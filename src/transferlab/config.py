@@ -6,6 +6,7 @@ scikit-learn's shape: which parameter, what is allowed, what was given.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -102,6 +103,28 @@ class Ints:
         return tuple(self.item(name, v) for v in value)
 
 
+# Values that name downloads (hub weights, real data sets): rejected with what they need, since
+# every available profile is offline (README, "Offline policy").
+DOWNLOADS = {"timm:": "timm hub weights (network access or a local weights file)",
+             "cifar10": "the CIFAR-10 data set files", "cifar100": "the CIFAR-100 data set files",
+             "stl10": "the STL-10 data set files", "imagenet": "the ImageNet data set files"}
+
+
+@dataclass(frozen=True)
+class OfflineChoice(Choice):
+    """A Choice whose rejected download names (see DOWNLOADS) say what they would need."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value not in self.options and isinstance(value, str):
+            needs = next((what for key, what in DOWNLOADS.items()
+                          if value == key or (key.endswith(":") and value.startswith(key))), None)
+            if needs:
+                raise ParameterError(f"The '{name}' parameter {value!r} needs {needs}, which no offline profile "
+                                     f"uses (the 'paper' profile is not available yet); use one of "
+                                     f"{list(self.options)}.")
+        return super().__call__(name, value)
+
+
 def param(default: Any, check: Callable[[str, Any], Any]) -> Any:
     """A dataclass field whose value is validated by `check` in `validate`."""
     if isinstance(default, (list, tuple)):
@@ -139,7 +162,7 @@ class TrainConfig:
 class PretrainConfig:
     """Everything that identifies a pretraining run of the zoo (plus its seed)."""
 
-    source: str = param("glyphs", Choice(SOURCE_NAMES))
+    source: str = param("glyphs", OfflineChoice(SOURCE_NAMES))
     source_size: int = param(20_000, Int(100, 10_000_000))
     source_test: int = param(2_000, Int(50, 1_000_000))
     data_seed: int = param(0, Int(0, 2**31 - 1))
@@ -151,7 +174,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class TargetConfig:
-    name: str = param("mnist", Choice(TARGET_NAMES))
+    name: str = param("mnist", OfflineChoice(TARGET_NAMES))
     train: int = param(1_000, Int(10, 1_000_000))
     val: int = param(500, Int(10, 1_000_000))
     test: int = param(3_500, Int(10, 1_000_000))
@@ -190,7 +213,9 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
         if value is None:
             continue
         if key not in allowed:
-            raise ParameterError(f"Unknown parameter {key!r}. Allowed parameters: {allowed}.")
+            close = [p for p in allowed if p.endswith(f".{key}")] or difflib.get_close_matches(key, allowed, n=1)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ParameterError(f"Unknown parameter {key!r}.{hint} Allowed parameters: {allowed}.")
         cfg = _replace_path(cfg, key.split("."), value)
     return cfg
 
