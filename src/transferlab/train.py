@@ -139,19 +139,22 @@ def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps, cfg.warmup_frac))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     early = {max(1, int(round(f * steps))): f for f in early_checkpoints if f < 1.0}
-    done, aug_state, result = 0, None, TrainResult()
+    done, aug_state, partial_loss, result = 0, None, None, TrainResult()
     if checkpoint_dir is not None:
-        done, aug_state, result = _resume(checkpoint_dir, model, optimizer, schedule)
+        done, aug_state, partial_loss, result = _resume(checkpoint_dir, model, optimizer, schedule)
 
     bar = tqdm(total=cfg.epochs * steps, initial=done, desc=desc, leave=False, mininterval=1.0)
     for epoch in range(done // steps, cfg.epochs):
         order_gen, aug_gen = _epoch_generators(seed, epoch, device)
         order = torch.randperm(len(data), generator=order_gen, device=device)
         first = done - epoch * steps
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        counted_from = first
         if first and aug_state is not None:  # resuming inside this epoch
             aug_gen.set_state(aug_state)
+            if partial_loss is not None:  # the epoch's loss so far, so its mean matches an uninterrupted run
+                loss_sum, counted_from = partial_loss.to(device), 0
         _train_mode(model, freeze_bn)
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for i in range(first, steps):
             images = data.images[order[i * bs:(i + 1) * bs]]
             if cfg.augment:
@@ -166,8 +169,8 @@ def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
             bar.update(1)
             if checkpoint_dir is not None and epoch == 0 and (i + 1) in early:
                 _save(checkpoint_dir, f"ep{early[i + 1]:g}", early[i + 1], i + 1, model, optimizer, schedule,
-                      aug_gen, result, data, seed, on_checkpoint, freeze_bn)
-        result.losses.append((loss_sum / max(1, steps - first)).item())
+                      aug_gen, result, data, seed, on_checkpoint, freeze_bn, loss_sum)
+        result.losses.append((loss_sum / max(1, steps - counted_from)).item())
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
         done = (epoch + 1) * steps
         if checkpoint_dir is not None:
@@ -190,14 +193,19 @@ def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
 
 def _save(directory: Path, name: str, epoch: float, step: int, model: nn.Module, optimizer, schedule,
           gen: torch.Generator, result: TrainResult, data: DeviceData, seed: int,
-          on_checkpoint: Callable | None, freeze_bn: bool = False) -> None:
-    """Write weights (safetensors), resume state and metadata; the metadata file goes last."""
+          on_checkpoint: Callable | None, freeze_bn: bool = False, loss_sum: torch.Tensor | None = None) -> None:
+    """Write weights (safetensors), resume state and metadata; the metadata file goes last.
+
+    `loss_sum` is the running loss of an unfinished epoch (early checkpoints), kept for the resume.
+    """
     if not freeze_bn:
         recompute_bn_stats(model, data, seed=seed + step)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(directory / f"{name}.safetensors", lambda tmp: save_file(weights, str(tmp)))
     state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "generator": gen.get_state().cpu()}
+    if loss_sum is not None:
+        state["loss_sum"] = loss_sum.detach().cpu()
     atomic_write(directory / f"{name}.resume.pt", lambda tmp: torch.save(state, tmp))
     extra = on_checkpoint(name, epoch) if on_checkpoint else {}
     _train_mode(model, freeze_bn)
@@ -211,20 +219,23 @@ def _save(directory: Path, name: str, epoch: float, step: int, model: nn.Module,
         (directory / f"{previous['name']}.resume.pt").unlink(missing_ok=True)
 
 
-def _resume(directory: Path, model: nn.Module, optimizer, schedule) -> tuple[int, torch.Tensor | None, TrainResult]:
+def _resume(directory: Path, model: nn.Module, optimizer,
+            schedule) -> tuple[int, torch.Tensor | None, torch.Tensor | None, TrainResult]:
+    """(step, augmentation generator state, partial epoch loss, result so far) of the last checkpoint."""
     last = read_json(directory / "last.json")
     if last is None:
-        return 0, None, TrainResult()
-    try:
-        model.load_state_dict(load_weights(directory / f"{last['name']}.safetensors"))
+        return 0, None, None, TrainResult()
+    try:  # both files read before the model changes: a damaged one leaves the initial weights
+        weights = load_weights(directory / f"{last['name']}.safetensors")
         state = torch.load(directory / f"{last['name']}.resume.pt", weights_only=True)
     except Exception:  # a damaged checkpoint: start over rather than trust it
-        return 0, None, TrainResult()
+        return 0, None, None, TrainResult()
+    model.load_state_dict(weights)
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     meta = read_json(directory / f"{last['name']}.json") or {}
     result = TrainResult(losses=list(meta.get("losses", [])), checkpoints=list(last["checkpoints"]))
-    return int(last["step"]), state["generator"], result
+    return int(last["step"]), state["generator"], state.get("loss_sum"), result
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -6,10 +6,12 @@ provenance once complete. An interrupted run resumes from its last checkpoint.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -59,7 +61,9 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun:
     path = run_dir(cfg, seed)
     run = ZooRun(cfg, seed, path)
     if read_json(path / "done.json") is not None:
-        return run
+        if is_intact(path):
+            return run
+        shutil.rmtree(path)  # a damaged finished run: its optimizer states are gone, so train it again
     write_json(path / "config.json", {"config": to_dict(cfg), "seed": seed})
     train_ds, test_ds = load_source(cfg)
     train_data = DeviceData.from_arrays(train_ds, device)
@@ -84,6 +88,22 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun:
                                     "num_classes": train_ds.num_classes, "losses": result.losses,
                                     "provenance": provenance(device, timer["seconds"])})
     return run
+
+
+def is_intact(path: Path) -> bool:
+    """Whether every checkpoint that done.json names has readable metadata and complete weights.
+
+    safetensors checks that its header covers the whole file, so a truncated file fails here.
+    """
+    try:
+        for name in read_json(path / "done.json")["checkpoints"]:
+            with safe_open(str(path / f"{name}.safetensors"), "pt"):
+                pass
+            if read_json(path / f"{name}.json") is None:
+                return False
+    except (OSError, SafetensorError, KeyError, TypeError):
+        return False
+    return True
 
 
 def list_runs() -> list[dict]:
