@@ -1,4 +1,4 @@
-"""Command line: `python -m transferlab run|sweep|zoo|info` (computes into the same cache as the notebooks)."""
+"""Command line: `python -m transferlab run|sweep|zoo|info|summary` (computes into the same cache as the notebooks)."""
 from __future__ import annotations
 
 import argparse
@@ -10,10 +10,7 @@ import sys
 from typing import Any
 
 from .config import ParameterError, check_profile
-
-FINDINGS = {"invariance": "transferlab.findings.invariance", "fe_vs_ft": "transferlab.findings.fe_vs_ft",
-            "feature_reuse": "transferlab.findings.feature_reuse",
-            "lpft_ood": "transferlab.findings.lpft_ood"}
+from .findings import FINDINGS
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -151,6 +148,15 @@ def _finding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a parameter, e.g. -p seeds=5 -p pretrain.train.epochs=4")
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .summary import write_summary
+
+    table = write_summary(args.profile, args.output)
+    print(f"{len(table)} claim statistic(s) of {table['chapter'].nunique() if len(table) else 0} chapter(s) "
+          f"-> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="transferlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("action", choices=["list"])
     zoo.set_defaults(func=cmd_zoo)
     sub.add_parser("info", help="versions, device and cache folder").set_defaults(func=cmd_info)
+    summary = sub.add_parser("summary", help="the book's verdict table of the chapters executed into book/")
+    summary.add_argument("--profile", default="cpu", help="the profile the chapters were executed with")
+    summary.add_argument("--output", default="book/verdict_summary.md", help="Markdown file to write")
+    summary.set_defaults(func=cmd_summary)
     return parser
 
 
