@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -57,21 +58,41 @@ def run_dir(cfg: PretrainConfig, seed: int) -> Path:
 
 
 def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun:
-    """Train (or resume, or just load) the zoo run for `(cfg, seed)`."""
+    """Train (or resume, or just load) the zoo run for `(cfg, seed)`.
+
+    Processes that need the same run at once (sweep workers) take turns on a lock file: one
+    trains, the others then find it finished.
+    """
     path = run_dir(cfg, seed)
     run = ZooRun(cfg, seed, path)
-    if read_json(path / "done.json") is not None:
-        if is_intact(path):
-            return run
-        shutil.rmtree(path)  # a damaged finished run: its optimizer states are gone, so train it again
+    if _finished(path):
+        return run
+    lock = cache_root() / "locks" / f"zoo-{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        if not _finished(path):
+            _train_run(cfg, seed, device, path)
+    return run
+
+
+def _finished(path: Path) -> bool:
+    """Whether the run at `path` is complete; a damaged finished run is deleted (its optimizer
+    states are gone, so it is trained again)."""
+    if read_json(path / "done.json") is None:
+        return False
+    if is_intact(path):
+        return True
+    shutil.rmtree(path)
+    return False
+
+
+def _train_run(cfg: PretrainConfig, seed: int, device: str, path: Path) -> None:
     write_json(path / "config.json", {"config": to_dict(cfg), "seed": seed})
     train_ds, test_ds = load_source(cfg)
     train_data = DeviceData.from_arrays(train_ds, device)
     test_data = DeviceData.from_arrays(test_ds, device)
     torch.manual_seed(seed)
-    model = create_model(cfg.model, train_ds.num_classes).to(device)
-    if device == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = create_model(cfg.model, train_ds.num_classes).to(device)  # train() picks the fast layout
 
     def source_accuracy(name: str, epoch: float) -> dict:
         return {"source_acc": accuracy(model, test_data)}
@@ -87,7 +108,6 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun:
     write_json(path / "done.json", {"checkpoints": ["ep0", *result.checkpoints],
                                     "num_classes": train_ds.num_classes, "losses": result.losses,
                                     "provenance": provenance(device, timer["seconds"])})
-    return run
 
 
 def is_intact(path: Path) -> bool:

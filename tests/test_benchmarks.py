@@ -1,0 +1,65 @@
+"""The benchmark runner in --quick mode: every benchmark runs and writes a well-formed JSON.
+
+No speed ratio is asserted here: performance claims live in benchmarks/results/ (with the
+device and load they were measured under), never in timed tests.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not part of the package
+
+from benchmarks.runner import check_record, discover, main  # noqa: E402
+from benchmarks.summarise import TABLE, load_records, render  # noqa: E402
+
+
+def test_quick_run_writes_one_valid_json_per_benchmark(tmp_path, capsys):
+    assert main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    files = sorted(tmp_path.glob("*/*.json"))
+    assert {f.name for f in files} == {f"{name}-quick.json" for name in discover()}
+    assert len({f.parent for f in files}) == 1, "one folder per device"
+    for f in files:
+        record = json.loads(f.read_text())
+        check_record(record)
+        assert record["provenance"]["quick"] is True and record["device"] == "cpu"
+        assert len(record["provenance"]["loadavg_start"]) == 3
+        for c in record["cases"]:
+            assert c["speedup"] > 0 and c["ours"]["peak_mem_mb"] is not None
+            assert c["ours"]["mfu"] is None, "no MFU on a CPU"
+    printed = capsys.readouterr().out
+    assert all(f"{name}/" in printed for name in discover()), "each benchmark prints its ratio"
+    assert "quick" in render(load_records(tmp_path))
+
+
+def test_check_record_names_what_is_missing():
+    with pytest.raises(ValueError, match="'provenance'"):
+        check_record({"schema": 1, "name": "x", "device": "cpu", "cases": []})
+
+
+def test_performance_table_is_generated_from_the_committed_results():
+    """book/performance_table.md must be `python -m benchmarks.summarise` of benchmarks/results/."""
+    assert TABLE.read_text() == render(load_records()), \
+        "book/performance_table.md is stale: run `python -m benchmarks.summarise`"
+
+
+@pytest.mark.parametrize("flag", ["", "1"])
+def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag):
+    """TRANSFERLAB_COMPILE=1 routes the training forward through torch.compile; unset, nothing is compiled."""
+    import torch
+
+    from transferlab.config import ModelConfig, TrainConfig
+    from transferlab.data.device import DeviceData
+    from transferlab.models import create_model
+    from transferlab.train import train
+
+    compiled = []
+    monkeypatch.setenv("TRANSFERLAB_COMPILE", flag)
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    model = create_model(ModelConfig(arch="resnet", width=4, depth=8), 8)
+    train(model, DeviceData.from_arrays(stripes, "cpu"), TrainConfig(epochs=1, batch_size=256), seed=0)
+    assert compiled == ([model] if flag else [])
