@@ -70,6 +70,7 @@ def _assert_same_run(run: Path, reference: Path) -> None:
     assert read_json(run / "done.json")["losses"] == read_json(reference / "done.json")["losses"]
 
 
+@pytest.mark.slow  # four ci pretrainings in subprocesses (about 20 s on 2 free cores)
 def test_sigkill_resumes_bit_exact_and_truncated_checkpoint_is_retrained(tmp_path):
     reference_proc = _start(tmp_path / "reference")  # uninterrupted, alongside the interrupted one
     checkpoint = random.choice(["ep0.5", "ep1"])       # inside epoch 1 or at its end
