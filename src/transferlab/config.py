@@ -125,6 +125,17 @@ class OfflineChoice(Choice):
         return super().__call__(name, value)
 
 
+@dataclass(frozen=True)
+class TargetName(OfflineChoice):
+    """A target name; a real data set's local files must be there (data/real.py), checked at once."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        from .data.real import REAL, check_available
+
+        value = super().__call__(name, value)
+        return check_available(value, name) if value in REAL else value
+
+
 def param(default: Any, check: Callable[[str, Any], Any]) -> Any:
     """A dataclass field whose value is validated by `check` in `validate`."""
     if isinstance(default, (list, tuple)):
@@ -134,7 +145,7 @@ def param(default: Any, check: Callable[[str, Any], Any]) -> Any:
 
 # ---------------------------------------------------------------- config blocks
 SOURCE_NAMES = ("glyphs", "glyphs+digits")
-TARGET_NAMES = ("mnist", "sklearn-digits", "font-digits")
+TARGET_NAMES = ("mnist", "sklearn-digits", "font-digits", "cifar10", "stl10")
 ARCH_NAMES = ("resnet", "vit")
 
 
@@ -174,7 +185,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class TargetConfig:
-    name: str = param("mnist", OfflineChoice(TARGET_NAMES))
+    name: str = param("mnist", TargetName(TARGET_NAMES))
     train: int = param(1_000, Int(10, 1_000_000))
     val: int = param(500, Int(10, 1_000_000))
     test: int = param(3_500, Int(10, 1_000_000))

@@ -7,6 +7,7 @@ from typing import Callable
 from transferlab.data.arrays import ArrayDataset
 from transferlab.data.digits import check_sizes, font_digits, mnist_sample, sklearn_digits, stratified_splits
 from transferlab.data.glyphs import render_glyphs
+from transferlab.data.real import load_real
 
 __all__ = ["ArrayDataset", "SOURCES", "TARGETS", "source_dataset", "target_splits"]
 
@@ -21,6 +22,8 @@ TARGETS: dict[str, Callable[[int, int], ArrayDataset]] = {
     "mnist": lambda n, seed: mnist_sample(),
     "sklearn-digits": lambda n, seed: sklearn_digits(),
     "font-digits": font_digits,
+    "cifar10": lambda n, seed: load_real("cifar10"),   # local files only (data/real.py)
+    "stl10": lambda n, seed: load_real("stl10"),
 }
 
 
