@@ -21,7 +21,7 @@ LIBRARY     := $(shell find src -name '*.py' 2>/dev/null)
 PROFILE_STAMP := .cache/make/profile
 FAILED_DIR  := .cache/papermill-failed
 
-.PHONY: all setup notebooks book test clean-book FORCE
+.PHONY: all setup notebooks book publish test clean-book FORCE
 
 all:
 	@$(MAKE) --no-print-directory setup
@@ -75,6 +75,12 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --config _config.yml --toc book/_toc.yml \
 	  --path-output book -W --keep-going --all
 	@echo "book: $(CURDIR)/book/_build/html/index.html"
+
+# Push the built book to the gh-pages branch of origin (ghp-import, installed on demand: only
+# maintainers publish). .github/workflows/pages.yml is the CI alternative.
+publish: book
+	$(PY) -m pip install -q ghp-import==2.1.0
+	$(VENV)/bin/ghp-import -n -p -f book/_build/html
 
 clean-book:
 	rm -rf book/_build
