@@ -80,21 +80,30 @@ def run_task(finding_name: str, profile: str, params: dict[str, Any]):
     return finding.run(finding.config(profile, **params))
 
 
+def task_verdicts(finding_name: str, profile: str, params: dict[str, Any]):
+    """One grid point's verdict table (what a remote worker sends back)."""
+    return run_task(finding_name, profile, params).verdicts
+
+
 def sweep(finding_name: str, profile: str, tasks: list[dict[str, Any]], grid_keys: list[str],
-          progress: bool = True):
-    """Run every task in turn and stack their verdict tables, one row per grid point x verdict.
+          progress: bool = True, backend: str = "local", **engine: Any):
+    """Run every task (on `backend`, see distributed.map_tasks) and stack their verdict tables,
+    one row per grid point x verdict.
 
     Every task's config is validated before the first one computes: a bad grid value fails at once.
     """
     import pandas as pd
-    from tqdm import tqdm
 
+    from .distributed import check_backend, map_tasks
+
+    check_backend(backend)
     finding = _finding(finding_name)
     for params in tasks:
         finding.config(profile, **params)
+    results = map_tasks(task_verdicts, [(finding_name, profile, params) for params in tasks], backend,
+                        progress=progress, **engine)
     tables = []
-    for params in tqdm(tasks, desc=f"sweep {finding_name}", disable=not progress):
-        verdicts = run_task(finding_name, profile, params).verdicts
+    for params, verdicts in zip(tasks, results):
         point = pd.DataFrame([{k: params[k] for k in grid_keys}] * len(verdicts), index=verdicts.index)
         tables.append(pd.concat([point, verdicts], axis=1))
     return pd.concat(tables, ignore_index=True)
@@ -105,7 +114,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = dict(_parse_grid(g) for g in args.grid)
     if not grid:
         raise ParameterError("The '--grid' option must be given at least once (key=v1,v2,...). Got none instead.")
-    table = sweep(args.finding, args.profile, grid_tasks(base, grid), list(grid))
+    engine = {"address": args.address, "workers": args.workers} if args.backend == "ray" else \
+        {"workers": args.workers} if args.backend == "submitit" else {}
+    table = sweep(args.finding, args.profile, grid_tasks(base, grid), list(grid), backend=args.backend, **engine)
     print(table.to_string(index=False))
     return 0
 
@@ -167,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     _finding_arguments(sweep_parser)
     sweep_parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                               help="values of one parameter, e.g. --grid ft_epochs=1,2 (repeat for a product)")
+    sweep_parser.add_argument("--backend", default="local", choices=["local", "ray", "submitit"],
+                              help="local: one task after another here; ray: a Ray instance (local, or "
+                                   "--address); submitit: Slurm jobs (local subprocesses without Slurm)")
+    sweep_parser.add_argument("--address", default=None, help="Ray cluster address (ray://host:10001 or host:port)")
+    sweep_parser.add_argument("--workers", type=int, default=None,
+                              help="parallel tasks: CPUs of a local Ray instance, or Slurm array parallelism")
     sweep_parser.set_defaults(func=cmd_sweep)
     zoo = sub.add_parser("zoo", help="the cached pretraining runs")
     zoo.add_argument("action", choices=["list"])
