@@ -120,10 +120,7 @@ class Results:
 def run(cfg: LpFtConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every seed's measurements, then the verdicts."""
     with stopwatch() as timer:
-        target = load_target(cfg.target)
-        data = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in target.items()}
-        ood = {name: shift_data(name, data["test"], cfg.severity, cfg.shift_seed, cfg.ood_size)
-               for name in cfg.shifts}
+        data, ood = evaluation_sets(cfg)
         units, compute_s = [], 0.0
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
@@ -142,6 +139,14 @@ def run(cfg: LpFtConfig, progress: bool = True) -> Results:
                    shifts=shift_table(cfg, data["test"], ood), examples=examples(data["test"], ood),
                    verdicts=verdicts(acc, unit_table, cfg),
                    provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
+
+
+def evaluation_sets(cfg: LpFtConfig) -> tuple[dict[str, DeviceData], dict[str, DeviceData]]:
+    """The ID splits on the device and every OOD shift of the ID test images (one definition for
+    this chapter and for any other that measures LP, FT and LP-FT)."""
+    data = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in load_target(cfg.target).items()}
+    ood = {name: shift_data(name, data["test"], cfg.severity, cfg.shift_seed, cfg.ood_size) for name in cfg.shifts}
+    return data, ood
 
 
 def unit_dir(cfg: LpFtConfig):
@@ -202,15 +207,29 @@ def _fit_best_lr(cfg: LpFtConfig, zoo_run: ZooRun, checkpoint: str, lrs: tuple, 
     return best[0], best[1], val_by_lr
 
 
+def start_checkpoint(zoo_run: ZooRun, checkpoint: str | None) -> dict:
+    """Metadata of the checkpoint LP, FT and LP-FT start from: `checkpoint`, or the final one."""
+    metas = zoo_run.checkpoints()
+    if checkpoint is None:
+        return metas[-1]
+    found = [m for m in metas if m["name"] == checkpoint]
+    if not found:
+        raise ParameterError(f"The 'checkpoint' parameter must name a checkpoint of the pretraining run "
+                             f"{[m['name'] for m in metas]}. Got {checkpoint!r} instead.")
+    return found[0]
+
+
 def measure_seed(cfg: LpFtConfig, zoo_run: ZooRun, data: dict[str, DeviceData],
-                 ood: dict[str, DeviceData]) -> dict:
-    """LP, FT and LP-FT from the final checkpoint of one pretraining run (cached)."""
+                 ood: dict[str, DeviceData], checkpoint: str | None = None) -> dict:
+    """LP, FT and LP-FT from one checkpoint of a pretraining run, the final one by default (cached;
+    the final checkpoint keeps its file name `seed<seed>.json` whether named or not)."""
     seed = zoo_run.seed
+    start = start_checkpoint(zoo_run, checkpoint)
+    final = start["name"] == zoo_run.checkpoints()[-1]["name"]
 
     def compute() -> dict:
         with stopwatch() as timer:
-            final = zoo_run.checkpoints()[-1]
-            model0 = zoo_run.load(final["name"], cfg.device)
+            model0 = zoo_run.load(start["name"], cfg.device)
             sets = {ID: data["test"], **ood}
             probe_sets = {"train": data["train"], "val": data["val"], **sets}
             feats0 = {name: extract_features(model0, d).cpu().numpy() for name, d in probe_sets.items()}
@@ -220,7 +239,7 @@ def measure_seed(cfg: LpFtConfig, zoo_run: ZooRun, data: dict[str, DeviceData],
             accuracy_by = {"LP": {s: probe.accuracy(feats0[s], labels[s]) for s in sets}}
             distortion, relative, extra = {}, {}, {}
             for method, lrs, init in (("FT", cfg.ft_lrs, None), ("LP-FT", cfg.lpft_lrs, probe)):
-                model, lr, val_by_lr = _fit_best_lr(cfg, zoo_run, final["name"], lrs, data, init)
+                model, lr, val_by_lr = _fit_best_lr(cfg, zoo_run, start["name"], lrs, data, init)
                 acc, feats = evaluate(model, {"ID train": data["train"], **sets})
                 accuracy_by[method] = {s: acc[s] for s in sets}
                 distortion[method] = {s: feature_distortion(feats0[s], feats[s]) for s in feats}
@@ -229,12 +248,12 @@ def measure_seed(cfg: LpFtConfig, zoo_run: ZooRun, data: dict[str, DeviceData],
                 if "start" in val_by_lr:
                     extra["lpft_start_val_acc"] = val_by_lr.pop("start")
                 extra |= {f"{key}_lr": lr, f"{key}_val_acc": val_by_lr[f"{lr:g}"], f"{key}_val_by_lr": val_by_lr}
-        return {"seed": seed, "checkpoint": final["name"], "source_acc": final["source_acc"],
+        return {"seed": seed, "checkpoint": start["name"], "source_acc": start["source_acc"],
                 "lp_C": probe.C, "lp_val_acc": probe.val_acc, "lp_id_acc": accuracy_by["LP"][ID], **extra,
                 "accuracy": accuracy_by, "distortion": distortion, "relative_distortion": relative,
                 "seconds": timer["seconds"]}
 
-    return cached_json(unit_dir(cfg) / f"seed{seed}.json", compute)
+    return cached_json(unit_dir(cfg) / (f"seed{seed}.json" if final else f"seed{seed}-{start['name']}.json"), compute)
 
 
 # ---------------------------------------------------------------- tables
