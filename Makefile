@@ -86,8 +86,11 @@ clean-book:
 	rm -rf book/_build
 
 # ---------------------------------------------------------------- test
+# The book is built first (from the executed notebooks in book/, seconds) so that the browser
+# test can open every page in headless Chromium.
 test: $(STAMP)
-	@start=$$(date +%s); rc=0; \
+	@mkdir -p .cache; start=$$(date +%s); rc=0; \
+	$(MAKE) --no-print-directory book > .cache/book-build.log 2>&1 || { echo "make book failed (see .cache/book-build.log)"; rc=1; }; \
 	TQDM_DISABLE=1 $(PY) -m pytest -q tests || rc=$$?; \
 	echo "make test: total wall time $$(( $$(date +%s) - start )) s"; exit $$rc
 
