@@ -29,7 +29,7 @@ def run(quick: bool, device: str) -> dict:
     if device.startswith("cuda"):
         model_cfg, n, batch = ModelConfig(arch="vit", width=192, depth=12, heads=3), 2048, 256
     else:
-        model_cfg, n, batch = ModelConfig(arch="vit", width=64, depth=4, heads=2), 256, 128
+        model_cfg, n, batch = ModelConfig(arch="vit", width=32, depth=4, heads=2), 256, 128
     if quick:
         model_cfg, n, batch = ModelConfig(arch="vit", width=16, depth=2, heads=2), 32, 16
     images = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
