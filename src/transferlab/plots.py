@@ -229,14 +229,17 @@ def stir_heatmap(matrix: np.ndarray, layers, ax=None, title: str | None = None, 
 
 # ---------------------------------------------------------------- cross-findings
 def aligned_panels(summary: pd.DataFrame, columns: dict[str, str], x: str = "epoch", ncols: int = 4,
-                   zero: tuple = ()):
+                   zero: tuple = (), points: pd.DataFrame | None = None):
     """One panel per statistic on a shared x axis (mean with its 95% CI band, as `curves_with_ci`);
-    the columns in `zero` (differences) get a dashed line at 0."""
+    `points` (one row per seed and x) adds the seeds as grey dots, and the columns in `zero`
+    (differences) get a dashed line at 0."""
     nrows = -(-len(columns) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.1 * nrows), sharex=True, squeeze=False)
     for ax, (col, label) in zip(axes.flat, columns.items()):
         curves_with_ci(summary, {col: label}, x=x, ax=ax, ylabel="", title=label)
         ax.get_legend().remove()
+        if points is not None:
+            ax.scatter(points[x], points[col], s=10, color="grey", alpha=0.7, zorder=3)
         if col in zero:
             ax.axhline(0.0, color="grey", ls="--", lw=1)
     for ax in axes.flat[len(columns):]:

@@ -42,7 +42,7 @@ from . import fe_vs_ft, feature_reuse, invariance, lpft_ood
 from .feature_reuse import IMAGE_SIZE, FeatureReuseConfig, TargetData
 from .fe_vs_ft import FeVsFtConfig
 from .invariance import InvarianceConfig
-from .lpft_ood import ID, LpFtConfig
+from .lpft_ood import LpFtConfig
 
 NAME = "cross"
 COVERED_SHIFTS = tuple(s for s in lpft_ood.DEFAULT_SHIFTS if SHIFTS[s].kind == COVERED)
@@ -128,6 +128,7 @@ class Data:
 
 
 def load_data(cfg: CrossConfig) -> Data:
+    """Each finding's target splits exactly as its own run loads them (so its units' keys match)."""
     fe = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in load_target(cfg.fe_vs_ft.target).items()}
     lpft, ood = lpft_ood.evaluation_sets(cfg.lpft_ood)
     return Data(fe, TargetData(cfg.feature_reuse), lpft, ood)
@@ -181,7 +182,6 @@ def measure_checkpoint(cfg: CrossConfig, zoo_run: ZooRun, meta: dict, data: Data
            "barrier": barrier["barrier"],
            "lp_ood_gap": float(np.mean([acc["LP"][s] - acc["FT"][s] for s in shifts])),
            "lpft_ood_gain": float(np.mean([acc["LP-FT"][s] - acc["FT"][s] for s in shifts])),
-           "lp_id_gap": acc["LP"][ID] - acc["FT"][ID],
            "s": stir["s"], "retention": stir["retention"], "sanity_gap": stir["sanity_gap"],
            "stir_residual": stir["residual"], "stir_layers": len(stir["layers"])}
     reuse_units = {str(feature_reuse.unit_dir(reuse, u)): u for u in [*pt_runs, rit, *barrier_runs]}
@@ -281,7 +281,9 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 def spearman_bootstrap(x, y, resamples: int, seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
     """Spearman's rho of paired points and its percentile-bootstrap CI (points resampled with
-    replacement; resamples in which x or y is constant are dropped). NaN when x or y is constant."""
+    replacement). NaN when x or y is constant; the CI is NaN when more resamples than one tail's
+    share have a constant x or y (rho undefined there): dropping them would keep only the
+    resamples that contain the few differing points and make the interval look decisive."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
     def rho(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -295,15 +297,20 @@ def spearman_bootstrap(x, y, resamples: int, seed: int = 0, confidence: float = 
         return float("nan"), float("nan"), float("nan")
     idx = np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))
     boot = rho(x[idx], y[idx])
+    tail = (1 - confidence) / 2
+    if np.mean(~np.isfinite(boot)) > tail:
+        return point, float("nan"), float("nan")
     boot = boot[np.isfinite(boot)]
-    tail = 100 * (1 - confidence) / 2
-    return point, float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))
+    return point, float(np.percentile(boot, 100 * tail)), float(np.percentile(boot, 100 * (1 - tail)))
+
+
+NO_CI = "no CI (a statistic is (nearly) constant)"
 
 
 def reading(lo: float, hi: float) -> str:
     """What a correlation's CI says, without a threshold chosen after the fact."""
     if not np.isfinite(lo):
-        return "undefined (a statistic is constant)"
+        return NO_CI
     return "positive" if lo > 0 else "negative" if hi < 0 else "CI includes 0"
 
 
@@ -373,9 +380,10 @@ def verdicts(table: pd.DataFrame, correlations: pd.DataFrame) -> pd.DataFrame:
     for claim, x, y, sign, why in RELATIONS:
         r = pairs.get((x, y)) or pairs[(y, x)]   # rho is symmetric; the table holds each pair once
         rows.append({"claim": claim, "relation": why, "statistic": f"Spearman({AXES[x]}, {AXES[y]})",
-                     "value (95% bootstrap CI)": f"{r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]",
+                     "value (95% bootstrap CI)": format_rho(r.rho, r.lo, r.hi),
                      "threshold": "CI > 0" if sign > 0 else "CI < 0",
-                     "verdict": relation_verdict(r.lo, r.hi, sign), "note": ""})
+                     "verdict": relation_verdict(r.lo, r.hi, sign),
+                     "note": "" if np.isfinite(r.lo) else "no CI: a statistic is (nearly) constant over the points"})
     out = pd.DataFrame(rows)
     if table["sanity_gap"].mean() <= invariance.SANITY_MIN_GAP:
         out.loc[out["claim"] == "X4", ["verdict", "note"]] = [
@@ -388,8 +396,13 @@ def verdicts(table: pd.DataFrame, correlations: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- text from the numbers
+def format_rho(rho: float, lo: float, hi: float) -> str:
+    """'+0.80 [+0.44, +0.95]', or '-0.40 (no CI)' where the interval is undefined."""
+    return f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]" if np.isfinite(lo) else f"{rho:+.2f} (no CI)"
+
+
 def _fmt(r) -> str:
-    return f"{r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]"
+    return format_rho(r.rho, r.lo, r.hi)
 
 
 def epoch_trends(correlations: pd.DataFrame) -> dict[str, list[str]]:
@@ -414,7 +427,8 @@ def discussion(results: Results) -> str:
              f"({', '.join(sorted(table['checkpoint'].unique(), key=lambda n: float(n[2:])))}). Spearman CIs resample "
              "points as if independent; checkpoints of one run share a seed, so the intervals are optimistic."]
     for label, key in (("Rise with pretraining", "positive"), ("Fall with pretraining", "negative"),
-                       ("No clear trend with pretraining (CI includes 0)", "CI includes 0")):
+                       ("No clear trend with pretraining (CI includes 0)", "CI includes 0"),
+                       ("No interval (the statistic takes almost one value)", NO_CI)):
         if trends.get(key):
             lines.append(f"- **{label}:** " + "; ".join(trends[key]) + ".")
     listed = "; ".join(f"{STATISTICS[r.x]} vs {STATISTICS[r.y]} {_fmt(r)}"
@@ -422,8 +436,8 @@ def discussion(results: Results) -> str:
     lines.append(f"- **Between statistics:** {len(clear)} of {len(pairs)} pairs have a CI that excludes 0"
                  + (f" ({listed})" if listed else "") + f". {len(shared)} of these pair two statistics that both "
                  "trend with the epoch, so they may only share that trend.")
-    kept = "; ".join(f"{STATISTICS[r.x]} vs {STATISTICS[r.y]} {r.rho_within:+.2f} [{r.lo_within:+.2f}, "
-                     f"{r.hi_within:+.2f}]" for r in within.itertuples())
+    kept = "; ".join(f"{STATISTICS[r.x]} vs {STATISTICS[r.y]} {format_rho(r.rho_within, r.lo_within, r.hi_within)}"
+                     for r in within.itertuples())
     if seeds < MIN_WITHIN_SEEDS:
         lines.append(f"- **Within checkpoints:** not computed; it needs at least {MIN_WITHIN_SEEDS} seeds.")
     else:
