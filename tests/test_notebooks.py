@@ -31,7 +31,8 @@ NOTEBOOK_TIMEOUT_S = int(os.environ.get("TRANSFERLAB_NOTEBOOK_TIMEOUT", "1800"))
 CI_BUDGET_S = float(os.environ.get("TRANSFERLAB_CI_BUDGET_S", "600"))
 
 # The pre-registered claim ids per chapter prefix (same as study_check.py's CLAIMS).
-CLAIMS = {"01": ["A1", "A2"], "02": ["B1", "B2", "B3"], "03": ["C1", "C2", "C3", "C4"], "04": ["D1", "D2", "D3"]}
+CLAIMS = {"01": ["A1", "A2"], "02": ["B1", "B2", "B3"], "03": ["C1", "C2", "C3", "C4"], "04": ["D1", "D2", "D3"],
+          "05": ["X1", "X2", "X3", "X4"]}
 VERDICT_WORD = re.compile(r"\b(not reproduced|reproduced|inconclusive)\b", re.I)
 # The exact build flags of `make book` (keep in sync with the Makefile).
 BOOK_FLAGS = ["--config", "_config.yml", "--toc", "book/_toc.yml", "--path-output", "book",

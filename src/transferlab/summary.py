@@ -15,7 +15,7 @@ import pandas as pd
 from .cache import atomic_write
 from .findings import CHAPTERS, FINDINGS
 
-CLAIM = re.compile(r"^[A-D]\d$")   # claim rows (A1 ... D3), not sanity / control / detail rows
+CLAIM = re.compile(r"^[A-DX]\d$")   # claims (A1 ... D3) and cross-chapter relations (X1 ...), not sanity rows
 VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "⚠️ inconclusive"}
 
 
