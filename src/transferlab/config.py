@@ -75,18 +75,17 @@ class Floats:
 
 @dataclass(frozen=True)
 class Choices:
-    """A non-empty tuple of distinct values from `options`."""
+    """A non-empty tuple of distinct values, each checked by `item` (a Choice)."""
 
-    options: tuple
+    item: Choice
 
     def __call__(self, name: str, value: Any) -> tuple:
         if isinstance(value, str):
             value = (value,)
-        if (not isinstance(value, (list, tuple)) or len(value) == 0 or len(set(value)) != len(value)
-                or any(v not in self.options for v in value)):
+        if not isinstance(value, (list, tuple)) or len(value) == 0 or len(set(value)) != len(value):
             raise ParameterError(f"The '{name}' parameter must be a non-empty list of distinct values from "
-                                 f"{list(self.options)}. Got {value!r} instead.")
-        return tuple(value)
+                                 f"{list(self.item.options)}. Got {value!r} instead.")
+        return tuple(self.item(name, v) for v in value)
 
 
 @dataclass(frozen=True)

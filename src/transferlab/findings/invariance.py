@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..cache import cache_root, cached_arrays, cached_json
 from ..config import (TARGET_NAMES, Choice, Choices, Float, Int, Ints, ParameterError, PretrainConfig, TargetConfig,
-                      TrainConfig, apply_overrides, config_hash, param, resolve_config, to_dict)
+                      TargetName, TrainConfig, apply_overrides, config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData
 from ..data.store import load_target
 from ..metrics.stir import OPTIMIZERS, REPRESENTATIONS, STARTS, Inversions, invert, noise_baseline, stir_map
@@ -56,7 +56,7 @@ class InvarianceConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     target: TargetConfig = field(default_factory=lambda: TargetConfig(name="mnist", train=1_000, val=100,
                                                                       test=1_000))
-    targets: tuple = param(("mnist", "font-digits"), Choices(TARGET_NAMES))   # target.name is ignored
+    targets: tuple = param(("mnist", "font-digits"), Choices(TargetName(TARGET_NAMES)))   # target.name ignored
     finetune: TrainConfig = field(default_factory=_finetune)
     images: int = param(64, Int(8, 100_000))           # |X|: images inverted per layer
     layers: tuple = param((), Ints(Int(0, 10_000)))     # blocks to invert and read; () = every block
