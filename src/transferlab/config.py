@@ -90,15 +90,20 @@ class Choices:
 
 @dataclass(frozen=True)
 class Ints:
-    """A tuple of distinct ints, each checked by `item`; empty means 'all' where a finding says so."""
+    """A tuple of ints, each checked by `item`; `empty_ok` where () means 'all' (a finding says
+    so), `distinct` where a repeated value is an error."""
 
     item: Int
+    empty_ok: bool = False
+    distinct: bool = False
 
     def __call__(self, name: str, value: Any) -> tuple:
         if isinstance(value, int) and not isinstance(value, bool):
             value = (value,)
-        if not isinstance(value, (list, tuple)) or len(set(value)) != len(value):
-            raise ParameterError(f"The '{name}' parameter must be a list of distinct ints. Got {value!r} instead.")
+        ok = isinstance(value, (list, tuple)) and (self.empty_ok or len(value) > 0)
+        if not ok or (self.distinct and len(set(value)) != len(value)):
+            raise ParameterError(f"The '{name}' parameter must be a {'' if self.empty_ok else 'non-empty '}list of "
+                                 f"{'distinct ' if self.distinct else ''}ints. Got {value!r} instead.")
         return tuple(self.item(name, v) for v in value)
 
 

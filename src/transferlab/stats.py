@@ -44,3 +44,10 @@ def verdict_above(estimate: Estimate, threshold: float) -> str:
     if estimate.hi <= threshold:
         return NOT_REPRODUCED
     return INCONCLUSIVE
+
+
+def verdict_row(claim: str, statistic: str, estimate: Estimate | str, threshold: str, verdict: str) -> dict:
+    """One row of a chapter's verdict table: the estimate as mean [95% CI] (or a ready string)."""
+    value = estimate if isinstance(estimate, str) else f"{estimate.mean:.3f} [{estimate.lo:.3f}, {estimate.hi:.3f}]"
+    return {"claim": claim, "statistic": statistic, "value (95% CI over seeds)": value,
+            "threshold": threshold, "verdict": verdict}

@@ -27,6 +27,7 @@ from ..probe import fit_linear_probe
 from ..profiles import pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+from ..stats import verdict_row as _row
 from ..train import accuracy, extract_features, train
 from ..zoo import ZooRun, pretrain
 
@@ -201,12 +202,6 @@ def verdicts(table: pd.DataFrame, cfg: FeVsFtConfig) -> pd.DataFrame:
         rows["verdict"] = INCONCLUSIVE
         rows["note"] = f"a pretraining run ended below {MIN_SOURCE_ACC:.0%} source accuracy"
     return rows
-
-
-def _row(claim: str, statistic: str, estimate, threshold: str, verdict: str) -> dict:
-    value = estimate if isinstance(estimate, str) else f"{estimate.mean:.3f} [{estimate.lo:.3f}, {estimate.hi:.3f}]"
-    return {"claim": claim, "statistic": statistic, "value (95% CI over seeds)": value,
-            "threshold": threshold, "verdict": verdict}
 
 
 def verdict_b1(trained: pd.DataFrame) -> list[dict]:

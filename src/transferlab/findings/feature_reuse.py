@@ -11,7 +11,6 @@ pretraining checkpoints: which checkpoint is good enough. Verdicts follow ../sha
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from safetensors.torch import save_file
 from scipy.stats import spearmanr
 
 from ..cache import atomic_write, cache_root, cached_arrays, cached_json, read_json
-from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
+from ..config import (Float, Floats, Int, Ints, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
                       config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData, standardize
 from ..data.shuffle import BlockShuffle, check_block
@@ -35,26 +34,12 @@ from ..models import check_model, create_model
 from ..profiles import pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+from ..stats import verdict_row as _row
 from ..train import accuracy, load_weights, predict, train
 from ..zoo import ZooRun, pretrain
 
 NAME = "feature_reuse"
 IMAGE_SIZE = 32
-
-
-@dataclass(frozen=True)
-class Ints:
-    """A non-empty tuple of ints, each in [lo, hi]."""
-
-    lo: int
-    hi: float = math.inf
-
-    def __call__(self, name: str, value: Any) -> tuple:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = (value,)
-        if not isinstance(value, (list, tuple)) or len(value) == 0:
-            raise ParameterError(f"The '{name}' parameter must be a non-empty list of ints. Got {value!r} instead.")
-        return tuple(Int(self.lo, self.hi)(name, v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -71,7 +56,7 @@ class FeatureReuseConfig:
     # worse at b = 1; 0.3 diverged), RI-T 0.3 from {0.1, 0.3, 1.0} (best at both block sizes).
     pt_lr: float = param(0.1, Float(0.0, 10.0, lo_open=True))     # fine-tuning lr of P-T
     rit_lr: float = param(0.3, Float(0.0, 10.0, lo_open=True))    # training lr of RI-T
-    blocks: tuple = param((32, 16, 8, 4, 2, 1), Ints(1, IMAGE_SIZE))
+    blocks: tuple = param((32, 16, 8, 4, 2, 1), Ints(Int(1, IMAGE_SIZE)))
     shuffle_seed: int = param(0, Int(0, 2**31 - 1))
     seeds: int = param(3, Int(1, 100))
     # Training speed: validation accuracy at these fractions of epoch 1 and after every epoch;
@@ -80,7 +65,7 @@ class FeatureReuseConfig:
     speed_epoch: float = param(1.0, Float(0.0, 10_000.0, lo_open=True))
     speed_target: float = param(0.8, Float(0.0, 1.0, lo_open=True))
     # Pair analyses (mistakes, CKA, distances, barrier, criticality) at these block sizes.
-    analysis_blocks: tuple = param((32, 1), Ints(1, IMAGE_SIZE))
+    analysis_blocks: tuple = param((32, 1), Ints(Int(1, IMAGE_SIZE)))
     eval_images: int = param(1_000, Int(8, 1_000_000))   # test images for CKA, barrier, criticality
     cka_batch: int = param(250, Int(4, 100_000))
     bn_batches: int = param(2, Int(1, 1_000))             # batches of 256 to recompute BN statistics
@@ -522,12 +507,6 @@ C3_RIT_MIN_BARRIER = 0.05     # RI-T/RI-T barrier at least 5 pp
 # the body modules minus that of the lower half (a middle module of an odd count is left out),
 # per seed, at the unshuffled block size; C4 holds when the 95% CI of D lies above 0.
 C4_MIN_DIFFERENCE = 0.0
-
-
-def _row(claim: str, statistic: str, estimate, threshold: str, verdict: str) -> dict:
-    value = estimate if isinstance(estimate, str) else f"{estimate.mean:.3f} [{estimate.lo:.3f}, {estimate.hi:.3f}]"
-    return {"claim": claim, "statistic": statistic, "value (95% CI over seeds)": value,
-            "threshold": threshold, "verdict": verdict}
 
 
 def verdict_below(estimate, threshold: float) -> str:

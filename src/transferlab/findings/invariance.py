@@ -32,7 +32,7 @@ from ..metrics.stir import OPTIMIZERS, REPRESENTATIONS, STARTS, Inversions, inve
 from ..models import check_model, create_model
 from ..profiles import ZOO_VIT, pretrain_overrides
 from ..provenance import provenance, stopwatch
-from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate, mean_ci, verdict_above
+from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate, mean_ci, verdict_above, verdict_row
 from ..train import accuracy, train
 from ..zoo import ZooRun, pretrain
 
@@ -59,7 +59,8 @@ class InvarianceConfig:
     targets: tuple = param(("mnist", "font-digits"), Choices(TargetName(TARGET_NAMES)))   # target.name ignored
     finetune: TrainConfig = field(default_factory=_finetune)
     images: int = param(64, Int(8, 100_000))           # |X|: images inverted per layer
-    layers: tuple = param((), Ints(Int(0, 10_000)))     # blocks to invert and read; () = every block
+    # Blocks to invert and read; () = every block.
+    layers: tuple = param((), Ints(Int(0, 10_000), empty_ok=True, distinct=True))
     representation: str = param("cls", Choice(REPRESENTATIONS))
     steps: int = param(200, Int(1, 100_000))
     step_size: float = param(0.05, Float(0.0, 100.0, lo_open=True))
@@ -148,7 +149,7 @@ def run(cfg: InvarianceConfig, progress: bool = True) -> Results:
     stats = statistics(maps, layers, cfg.targets)
     return Results(config=to_dict(cfg), maps=maps, noise=noise, residuals=residuals, models=models,
                    statistics=stats, examples=examples(cfg, images, layers),
-                   verdicts=verdicts(stats, models, residuals, noise, maps, layers, cfg.targets),
+                   verdicts=verdicts(stats, models, residuals, noise, maps, cfg.targets),
                    provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
 
 
@@ -275,29 +276,27 @@ def mean_map(maps: dict, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- verdicts
-def _row(claim: str, statistic: str, estimate: Estimate, threshold: str, verdict: str, note: str = "") -> dict:
-    return {"claim": claim, "statistic": statistic,
-            "value (95% CI over seeds)": f"{estimate.mean:.3f} [{estimate.lo:.3f}, {estimate.hi:.3f}]",
-            "threshold": threshold, "verdict": verdict, "note": note}
-
-
 def _estimate(stats: pd.DataFrame, statistic: str) -> Estimate:
     return mean_ci(stats.loc[stats["statistic"] == statistic, "value"])
+
+
+def control_quiet(control: Estimate) -> bool:
+    """Whether the control's s lies inside (-0.5, 0.5), its whole CI."""
+    return -A2_MAX_CONTROL < control.lo and control.hi < A2_MAX_CONTROL
 
 
 def verdict_a2(s: Estimate, control: Estimate) -> str:
     """Reproduced: s >= 1 layer (whole CI) while the control's CI lies inside (-0.5, 0.5).
     Not reproduced: s's CI lies below 1. Otherwise (or a control that moves): inconclusive."""
-    control_quiet = -A2_MAX_CONTROL < control.lo and control.hi < A2_MAX_CONTROL
     if s.hi < A2_MIN_SHIFT:
         return NOT_REPRODUCED
-    if s.lo >= A2_MIN_SHIFT and control_quiet:
+    if s.lo >= A2_MIN_SHIFT and control_quiet(control):
         return REPRODUCED
     return INCONCLUSIVE
 
 
 def verdicts(stats: pd.DataFrame, models: pd.DataFrame, residuals: pd.DataFrame, noise: pd.DataFrame, maps: dict,
-             layers: list[int], targets: tuple) -> pd.DataFrame:
+             targets: tuple) -> pd.DataFrame:
     """A1 and A2 per target, with the sanity and control rows they rest on.
 
     Every verdict is 'inconclusive' when a pretrained model did not learn, when the sanity
@@ -307,32 +306,35 @@ def verdicts(stats: pd.DataFrame, models: pd.DataFrame, residuals: pd.DataFrame,
     upper = _estimate(stats, "sanity: deep rows of S, j >= i")
     gap = _estimate(stats, "sanity: deep rows of S, (j >= i) - (j < i)")
     control = _estimate(stats, "s control (pt vs pt')")
-    sanity_ok = upper.lo >= SANITY_MIN_MATCH and gap.lo > SANITY_MIN_GAP
-    rows = [_row("sanity", "deep rows of S = STIR(pt_j | pt_i): mean over j >= i", upper, f">= {SANITY_MIN_MATCH}",
-                 REPRODUCED if upper.lo >= SANITY_MIN_MATCH else INCONCLUSIVE),
-            _row("sanity", "deep rows of S: (j >= i) minus (j < i)", gap, f"> {SANITY_MIN_GAP}",
-                 REPRODUCED if gap.lo > SANITY_MIN_GAP else INCONCLUSIVE),
-            _row("control", "s of C = STIR(pt'_j | pt_i), independently seeded pt'", control,
-                 f"|s| < {A2_MAX_CONTROL}",
-                 REPRODUCED if -A2_MAX_CONTROL < control.lo and control.hi < A2_MAX_CONTROL else INCONCLUSIVE)]
+    matched, resolved = upper.lo >= SANITY_MIN_MATCH, gap.lo > SANITY_MIN_GAP
+
+    def status(ok: bool) -> str:
+        return REPRODUCED if ok else INCONCLUSIVE
+
+    rows = [verdict_row("sanity", "deep rows of S = STIR(pt_j | pt_i): mean over j >= i", upper,
+                        f">= {SANITY_MIN_MATCH}", status(matched)),
+            verdict_row("sanity", "deep rows of S: (j >= i) minus (j < i)", gap, f"> {SANITY_MIN_GAP}",
+                        status(resolved)),
+            verdict_row("control", "s of C = STIR(pt'_j | pt_i), independently seeded pt'", control,
+                        f"|s| < {A2_MAX_CONTROL}", status(control_quiet(control)))]
     for name in targets:
         a1 = _estimate(stats, f"A1 retention, first - last third [{name}]")
         threshold = 2 * a1.sd if np.isfinite(a1.sd) else float("inf")
-        rows.append(_row("A1", f"diagonal STIR(ft_i | pt_i), first minus last third of blocks, ft on {name}", a1,
+        rows.append(verdict_row("A1", f"diagonal STIR(ft_i | pt_i), first minus last third of blocks, ft on {name}", a1,
                          f"> 2 SD over seeds ({threshold:.3f})", verdict_above(a1, threshold)))
         s = _estimate(stats, f"s [{name}]")
-        rows.append(_row("A2", f"s = mean over deep i of i - argmax_j STIR(ft_j | pt_i), ft on {name}", s,
+        rows.append(verdict_row("A2", f"s = mean over deep i of i - argmax_j STIR(ft_j | pt_i), ft on {name}", s,
                          f">= {A2_MIN_SHIFT:g} layer, control |s| < {A2_MAX_CONTROL}", verdict_a2(s, control)))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(note="")
     findings_rows = table["claim"].isin(["A1", "A2"])
-    reasons = caveats(models, residuals, noise, maps, layers, sanity_ok)
+    reasons = caveats(models, residuals, noise, maps, matched and resolved)
     if reasons:
         table.loc[findings_rows, "verdict"] = INCONCLUSIVE
         table.loc[findings_rows, "note"] = "; ".join(reasons)
     return table
 
 
-def caveats(models: pd.DataFrame, residuals: pd.DataFrame, noise: pd.DataFrame, maps: dict, layers: list[int],
+def caveats(models: pd.DataFrame, residuals: pd.DataFrame, noise: pd.DataFrame, maps: dict,
             sanity_ok: bool) -> list[str]:
     """Why A1/A2 cannot be read as evidence, if they cannot (empty when they can)."""
     reasons = []
