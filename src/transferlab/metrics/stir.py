@@ -16,13 +16,14 @@ Images are independent (models in eval mode), so both follow the same per-image 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..config import ParameterError
+from ..config import Choice, ParameterError
 from ..data.device import standardize_unit
 from ..train import autocast
 from .cka import paired_cka
@@ -53,9 +54,7 @@ def block_outputs(model: nn.Module, images: torch.Tensor, layers: Sequence[int],
                   representation: str = "cls") -> list[torch.Tensor]:
     """(N, D) float32 representations of `layers` for images in [0, 1]; the forward pass stops
     at the deepest layer asked for."""
-    if representation not in REPRESENTATIONS:
-        raise ParameterError(f"The 'representation' parameter must be one of {list(REPRESENTATIONS)}. "
-                             f"Got {representation!r} instead.")
+    Choice(REPRESENTATIONS)("representation", representation)
     vit = hasattr(model, "cls_token")
     with autocast(images.device):
         outs = model.forward_intermediates(standardize_unit(images), indices=list(layers), stop_early=True,
@@ -91,10 +90,8 @@ def check_inversion(steps: int, step_size: float, optimizer: str, start: str = "
         raise ParameterError(f"The 'steps' parameter must be an int >= 1. Got {steps!r} instead.")
     if not isinstance(step_size, (int, float)) or not step_size > 0:
         raise ParameterError(f"The 'step_size' parameter must be a float > 0. Got {step_size!r} instead.")
-    if optimizer not in OPTIMIZERS:
-        raise ParameterError(f"The 'optimizer' parameter must be one of {list(OPTIMIZERS)}. Got {optimizer!r} instead.")
-    if start not in STARTS:
-        raise ParameterError(f"The 'start' parameter must be one of {list(STARTS)}. Got {start!r} instead.")
+    Choice(OPTIMIZERS)("optimizer", optimizer)
+    Choice(STARTS)("start", start)
 
 
 def starting_images(images: torch.Tensor, sets: int, start: str, seed: int) -> torch.Tensor:
@@ -117,8 +114,7 @@ def starting_images(images: torch.Tensor, sets: int, start: str, seed: int) -> t
 
 
 def invert(model: nn.Module, images: torch.Tensor, layers: Sequence[int], *, representation: str = "cls",
-           steps: int = 300,
-           step_size: float = 0.05, optimizer: str = "adam", start: str = "image", seed: int = 0,
+           steps: int = 300, step_size: float = 0.05, optimizer: str = "adam", start: str = "image", seed: int = 0,
            batched: bool | None = None, progress=None) -> Inversions:
     """Invert `model`'s `layers` for float `images` in [0, 1] from `starting_images`.
 
@@ -146,8 +142,9 @@ def invert(model: nn.Module, images: torch.Tensor, layers: Sequence[int], *, rep
     return Inversions(layers, representation, out_images, torch.cat(residuals).cpu(), torch.cat(start_loss).cpu())
 
 
-def _optimise(model: nn.Module, representation: str, starts: torch.Tensor, layers: list[int], targets: list[torch.Tensor], steps: int,
-              step_size: float, optimizer: str, progress) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _optimise(model: nn.Module, representation: str, starts: torch.Tensor, layers: list[int],
+              targets: list[torch.Tensor], steps: int, step_size: float, optimizer: str,
+              progress) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Optimise the (G, N, ...) image sets `starts`, set g against `targets[g]` of layer `layers[g]`."""
     g, n = starts.shape[:2]
     norms = torch.stack([t.flatten(1).norm(dim=1).clamp_min(1e-12) for t in targets])       # (G, N)
@@ -159,29 +156,29 @@ def _optimise(model: nn.Module, representation: str, starts: torch.Tensor, layer
         outs = block_outputs(model, x, layers, representation)
         return torch.cat([_relative_loss(outs[k][k * n:(k + 1) * n], targets[k], norms[k]) for k in range(g)])
 
-    first = None
     for step in range(steps + 1):
         loss = losses()
         with torch.no_grad():   # the current iterate's loss: keep it where it is each image's best so far
-            first = loss.view(g, n).mean(1).detach() if first is None else first
+            if step == 0:
+                first = loss.view(g, n).mean(1)
             better = loss < best_loss
             best_loss = torch.where(better, loss, best_loss)
             best[better] = x[better]
         if step == steps:
             break
         (grad,) = torch.autograd.grad(loss.sum(), x)
-        scale = 0.5 * (1 + torch.cos(torch.tensor(torch.pi * step / steps)))   # cosine decay
+        scale = 0.5 * (1 + math.cos(math.pi * step / steps))   # cosine decay
         with torch.no_grad():
             if adam is None:
                 x -= step_size * scale * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             else:
                 x.grad = grad
                 for group in adam.param_groups:
-                    group["lr"] = step_size * float(scale)
+                    group["lr"] = step_size * scale
                 adam.step()
             x.clamp_(0.0, 1.0)
         if progress is not None:
-            progress.update(1)
+            progress.update(g)   # one step of each of the g layers
     return best.view_as(starts), best_loss.view(g, n), first
 
 
