@@ -8,8 +8,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """Every test writes its cache into its own temporary folder."""
+    """Every test writes its cache into its own temporary folder, finds no hub weights but the
+    ones it writes, and runs offline whatever the environment allows."""
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRANSFERLAB_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.delenv("TRANSFERLAB_ONLINE", raising=False)
     return tmp_path / "cache"
 
 

@@ -50,10 +50,11 @@ CONFIG_CASES = [
     ("fe_vs_ft", "ci", {"source": "imagenet21k"}, "The 'pretrain.source' parameter must be one of"),
     ("lpft_ood", "ci", {"shifts": ("snow",)}, "The 'shifts' parameter must be one of"),
     ("invariance", "ci", {"representation": "gap"}, "The 'representation' parameter must be one of"),
-    # unknown profiles, and the planned one
+    # unknown profiles; the paper profile offline, and where it is not defined
     ("fe_vs_ft", "fast", {}, "The 'profile' parameter must be one of ['ci', 'cpu', 'gpu', 'paper']"),
     ("feature_reuse", None, {}, "The 'profile' parameter must be one of"),
-    ("lpft_ood", "paper", {}, "The 'profile' parameter 'paper' needs real datasets and hub weights"),
+    ("lpft_ood", "paper", {}, "The 'profile' parameter 'paper' needs resnet50.tv_in1k weights in"),
+    ("fe_vs_ft", "paper", {}, "The 'profile' parameter 'paper' (real data sets and hub weights) is not defined"),
     # architecture constraints
     ("fe_vs_ft", "ci", {"depth": 9}, "The 'model.depth' parameter must be 6n+2"),
     ("feature_reuse", "ci", {"arch": "vit", "width": 30, "pretrain.model.heads": 4},
@@ -67,12 +68,16 @@ CONFIG_CASES = [
     # layer indices past the depth
     ("invariance", "ci", {"layers": (0, 9)}, "The 'layers' parameter must hold block indices in [0,"),
     ("invariance", "ci", {"layers": (-1,)}, "The 'layers' parameter must"),
-    # sources that need the network (every available profile is offline)
+    # sources that need files or the network (TRANSFERLAB_ONLINE=1) that this machine lacks
     ("fe_vs_ft", "ci", {"source": "timm:resnet18"}, "The 'pretrain.source' parameter 'timm:resnet18' needs timm hub"),
     ("lpft_ood", "cpu", {"source": "timm:vit_small_patch16_224.augreg_in21k"}, "needs timm hub weights"),
     ("fe_vs_ft", "ci", {"target.name": "cifar10"}, "The 'target.name' parameter 'cifar10' needs the CIFAR-10"),
     ("feature_reuse", "ci", {"target.name": "stl10"}, "The 'target.name' parameter 'stl10' needs the STL-10"),
     ("fe_vs_ft", "ci", {"source": "cifar10"}, "The 'pretrain.source' parameter 'cifar10' needs the CIFAR-10"),
+    ("lpft_ood", "ci", {"source": "timm:resnet_18"}, "The 'pretrain.source' parameter 'timm:resnet_18' names no timm"),
+    ("lpft_ood", "ci", {"target.name": "cifar10", "shifts": ("contrast",)}, "'cifar10' needs the CIFAR-10 files"),
+    # a shift of another target's classes
+    ("lpft_ood", "ci", {"shifts": ("stl10",)}, "The 'shifts' parameter 'stl10' is a shift of target.name in"),
 ]
 
 
@@ -109,7 +114,7 @@ def test_cuda_without_a_gpu():
 CLI_CASES = [
     (["run", "nope", "--profile", "ci"], {}, "The 'finding' parameter must be one of"),
     (["run", "fe_vs_ft", "--profile", "huge"], {}, "The 'profile' parameter must be one of"),
-    (["run", "lpft_ood", "--profile", "paper"], {}, "The 'profile' parameter 'paper' needs real datasets"),
+    (["run", "lpft_ood", "--profile", "paper"], {}, "The 'profile' parameter 'paper' needs resnet50.tv_in1k weights"),
     (["run", "fe_vs_ft", "--profile", "ci", "-p", "seeds"], {}, "Parameters are given as key=value"),
     (["run", "fe_vs_ft", "--profile", "ci", "-p", "seeds=abc"], {}, "The 'seeds' parameter must be an int"),
     (["run", "feature_reuse", "--profile", "ci", "-p", "blocks=(32,3)"], {}, "positive divisor of the image size"),
@@ -133,7 +138,8 @@ def cli_results(tmp_path_factory):
     def run(case: tuple) -> tuple[subprocess.CompletedProcess, list]:
         argv, env, _ = case
         cache = tmp_path_factory.mktemp("cache")
-        env = {**os.environ, "TRANSFERLAB_CACHE": str(cache), "TRANSFERLAB_DATA": str(cache / "no-data"),
+        env = {**{k: v for k, v in os.environ.items() if k != "TRANSFERLAB_ONLINE"}, "TRANSFERLAB_CACHE": str(cache),
+               "TRANSFERLAB_DATA": str(cache / "no-data"), "TRANSFERLAB_WEIGHTS": str(cache / "no-weights"),
                "OMP_NUM_THREADS": "1", **env}
         proc = subprocess.run([sys.executable, "-m", "transferlab", *argv], capture_output=True, text=True,
                               env=env, timeout=300)

@@ -33,7 +33,7 @@ def test_bad_parameters_name_the_parameter(params, fragment):
 
 
 def test_paper_profile_explains_itself():
-    with pytest.raises(ParameterError, match="real datasets"):
+    with pytest.raises(ParameterError, match="'paper' \\(real data sets and hub weights\\) is not defined for finding 02"):
         fe_vs_ft.config("paper")
 
 

@@ -157,7 +157,8 @@ def test_unknown_names_raise() -> None:
     with pytest.raises(ValueError) as info:
         source_dataset("foo", 10, 0)
     assert str(info.value) == "The 'source' parameter must be one of ['glyphs', 'glyphs+digits']. Got 'foo' instead."
-    with pytest.raises(ValueError, match=r"The 'target' parameter must be one of \['mnist', 'sklearn-digits', 'font-digits', 'cifar10', 'stl10'\]"):
+    with pytest.raises(ValueError, match=r"The 'target' parameter must be one of \['mnist', 'sklearn-digits', "
+                                         r"'font-digits', 'cifar10', 'stl10', 'stl10-as-cifar10'\]"):
         target_splits("bar", {"test": 10}, 0)
     with pytest.raises(ValueError, match="'variant'"):
         render_glyphs(10, 0, variant="greek")

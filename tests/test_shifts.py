@@ -12,7 +12,7 @@ from transferlab.data.shifts import (COVERED, SHIFTS, UNSEEN, ShiftNames, corrup
 from transferlab.data.device import DeviceData
 
 CORRUPTIONS = [name for name, s in SHIFTS.items() if s.corruption is not None]
-DATASETS = [name for name, s in SHIFTS.items() if s.corruption is None]
+DATASETS = [name for name, s in SHIFTS.items() if s.corruption is None and s.files is None]  # real files: test_hub
 RANDOM = ["gaussian-noise", "photo-background"]   # the others are deterministic functions of the image
 
 

@@ -137,11 +137,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from .cache import cache_root
+    from .config import online
+    from .data.real import data_root
+    from .hub import weights_root
     from .provenance import device_name, git_commit, versions
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(json.dumps({"versions": versions(), "commit": git_commit(), "device": device_name(device),
-                      "cache": str(cache_root())}, indent=1))
+                      "cache": str(cache_root()), "real data": str(data_root()), "hub weights": str(weights_root()),
+                      "downloads allowed": online()}, indent=1))
     return 0
 
 
@@ -154,7 +158,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _finding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("finding", help=f"one of {list(FINDINGS)}")
-    parser.add_argument("--profile", default="cpu", help="ci | cpu | gpu (default cpu)")
+    parser.add_argument("--profile", default="cpu", help="ci | cpu | gpu | paper (default cpu)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. -p seeds=5 -p pretrain.train.epochs=4")
 

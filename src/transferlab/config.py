@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -107,10 +108,18 @@ class Ints:
         return tuple(self.item(name, v) for v in value)
 
 
-# Values that name downloads (hub weights, real data sets): rejected with what they need, since
-# every available profile is offline (README, "Offline policy").
-DOWNLOADS = {"timm:": "timm hub weights (network access or a local weights file)",
-             "cifar10": "the CIFAR-10 data set files", "cifar100": "the CIFAR-100 data set files",
+ONLINE_ENV = "TRANSFERLAB_ONLINE"
+
+
+def online() -> bool:
+    """Whether the user allowed downloads (hub weights, torchvision data sets) for this process:
+    only with TRANSFERLAB_ONLINE=1; every profile runs offline otherwise."""
+    return os.environ.get(ONLINE_ENV, "") == "1"
+
+
+# Values that name downloads (real data sets) where only offline data is allowed: rejected with
+# what they need and where they can be used instead (README, "Offline policy").
+DOWNLOADS = {"cifar10": "the CIFAR-10 data set files", "cifar100": "the CIFAR-100 data set files",
              "stl10": "the STL-10 data set files", "imagenet": "the ImageNet data set files"}
 
 
@@ -119,13 +128,24 @@ class OfflineChoice(Choice):
     """A Choice whose rejected download names (see DOWNLOADS) say what they would need."""
 
     def __call__(self, name: str, value: Any) -> Any:
-        if value not in self.options and isinstance(value, str):
-            needs = next((what for key, what in DOWNLOADS.items()
-                          if value == key or (key.endswith(":") and value.startswith(key))), None)
-            if needs:
-                raise ParameterError(f"The '{name}' parameter {value!r} needs {needs}, which no offline profile "
-                                     f"uses (the 'paper' profile is not available yet); use one of "
-                                     f"{list(self.options)}.")
+        if value not in self.options and isinstance(value, str) and value in DOWNLOADS:
+            raise ParameterError(f"The '{name}' parameter {value!r} needs {DOWNLOADS[value]}, which the study "
+                                 f"does not load here; use one of {list(self.options)}.")
+        return super().__call__(name, value)
+
+
+@dataclass(frozen=True)
+class SourceName(OfflineChoice):
+    """A pretraining source: a rendered one, or 'timm:<model name>' (hub weights, see hub.py)."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        from . import hub
+
+        if hub.is_hub(value):
+            return hub.check_source(name, value)
+        if value not in self.options and not (isinstance(value, str) and value in DOWNLOADS):
+            raise ParameterError(f"The '{name}' parameter must be one of {list(self.options)} or 'timm:<model name>'. "
+                                 f"Got {value!r} instead.")
         return super().__call__(name, value)
 
 
@@ -177,7 +197,7 @@ class TrainConfig:
 class PretrainConfig:
     """Everything that identifies a pretraining run of the zoo (plus its seed)."""
 
-    source: str = param("glyphs", OfflineChoice(SOURCE_NAMES))
+    source: str = param("glyphs", SourceName(SOURCE_NAMES))
     source_size: int = param(20_000, Int(100, 10_000_000))
     source_test: int = param(2_000, Int(50, 1_000_000))
     data_seed: int = param(0, Int(0, 2**31 - 1))
@@ -272,6 +292,24 @@ def check_device(device: str) -> str:
     return device
 
 
+def missing_downloads(overrides: dict[str, Any]) -> list[str]:
+    """What a profile's hub weights and real data sets need that is not on this machine (offline)."""
+    from . import hub
+    from .data.real import REAL, data_root
+    from .data.shifts import SHIFTS
+
+    if online():
+        return []
+    needs = [f"{hub.model_name(v)} weights in {hub.weights_root()}" for k, v in overrides.items()
+             if k.endswith("source") and hub.is_hub(v) and hub.local_weights(hub.model_name(v)) is None]
+    shifts = overrides.get("shifts", ())
+    files = [overrides.get("target.name")] + [SHIFTS[s].files for s in shifts if s in SHIFTS]
+    for name in dict.fromkeys(f for f in files if f in REAL):
+        if not (data_root() / REAL[name].folder).is_dir():
+            needs.append(f"the {REAL[name].title} files in {data_root() / REAL[name].folder}")
+    return needs
+
+
 # Short papermill/CLI names for the parameters every finding with a pretraining zoo shares.
 COMMON_ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrain.source",
                   "source_size": "pretrain.source_size", "arch": "pretrain.model.arch",
@@ -288,10 +326,15 @@ def resolve_config(default: Any, profiles: dict[str, dict[str, Any]], profile: s
     """
     check_profile(profile)
     if profile not in profiles:
-        raise ParameterError(f"The 'profile' parameter {profile!r} needs real datasets and hub weights, which "
-                             f"{finding} does not support yet; use one of {list(profiles)}.")
-    cfg = apply_overrides(default, profiles[profile])
-    cfg = validate(apply_overrides(cfg, {aliases.get(k, k): v for k, v in params.items()}))
+        raise ParameterError(f"The 'profile' parameter {profile!r} (real data sets and hub weights) is not defined "
+                             f"for {finding}; use one of {list(profiles)}.")
+    params = {aliases.get(k, k): v for k, v in params.items()}
+    needs = missing_downloads(profiles[profile]) and missing_downloads(
+        {**profiles[profile], **{k: v for k, v in params.items() if v is not None}})
+    if needs:   # a profile that downloads says all it lacks at once; a parameter's check names the parameter
+        raise ParameterError(f"The 'profile' parameter {profile!r} needs {'; '.join(needs)} (or {ONLINE_ENV}=1 to "
+                             f"download them).")
+    cfg = validate(apply_overrides(apply_overrides(default, profiles[profile]), params))
     if any(f.name == "device" for f in dataclasses.fields(cfg)):
         cfg = dataclasses.replace(cfg, device=check_device(cfg.device))
     return cfg

@@ -20,6 +20,7 @@ from .cache import atomic_write, cache_root, read_json, write_json
 from .config import PretrainConfig, config_hash, to_dict
 from .data.device import DeviceData
 from .data.store import load_source
+from .hub import HubRun, is_hub
 from .models import create_model
 from .provenance import provenance, stopwatch
 from .train import accuracy, load_weights, train
@@ -57,12 +58,15 @@ def run_dir(cfg: PretrainConfig, seed: int) -> Path:
     return cache_root() / "zoo" / f"{config_hash(cfg)}-seed{seed}"
 
 
-def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun:
-    """Train (or resume, or just load) the zoo run for `(cfg, seed)`.
+def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun | HubRun:
+    """Train (or resume, or just load) the zoo run for `(cfg, seed)`; a `timm:` source is its
+    pretrained weights instead (nothing to train).
 
     Processes that need the same run at once (sweep workers) take turns on a lock file: one
     trains, the others then find it finished.
     """
+    if is_hub(cfg.source):
+        return HubRun(cfg.source, seed)
     path = run_dir(cfg, seed)
     run = ZooRun(cfg, seed, path)
     if _finished(path):

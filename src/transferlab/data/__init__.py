@@ -7,7 +7,7 @@ from typing import Callable
 from transferlab.data.arrays import ArrayDataset
 from transferlab.data.digits import check_sizes, font_digits, mnist_sample, sklearn_digits, stratified_splits
 from transferlab.data.glyphs import render_glyphs
-from transferlab.data.real import load_real
+from transferlab.data.real import load_real, stl10_as_cifar10
 
 __all__ = ["ArrayDataset", "SOURCES", "TARGETS", "source_dataset", "target_splits"]
 
@@ -24,6 +24,7 @@ TARGETS: dict[str, Callable[[int, int], ArrayDataset]] = {
     "font-digits": font_digits,
     "cifar10": lambda n, seed: load_real("cifar10"),   # local files only (data/real.py)
     "stl10": lambda n, seed: load_real("stl10"),
+    "stl10-as-cifar10": lambda n, seed: stl10_as_cifar10(),   # a shift of cifar10 (data/shifts.py)
 }
 
 

@@ -1,8 +1,9 @@
-"""Real image data sets as targets, for users who have their files: CIFAR-10 and STL-10 through
-torchvision's own loaders, read from a local folder and never downloaded here (offline policy).
+"""Real image data sets as targets: CIFAR-10 and STL-10 through torchvision's own loaders.
 
-The folder is $TRANSFERLAB_DATA (default ~/.cache/transferlab-data), laid out as torchvision's
-`download=True` leaves it. Images become the study's 32 px uint8 RGB (STL-10 is resized from 96).
+The files are read from $TRANSFERLAB_DATA (default ~/.cache/transferlab-data), laid out as
+torchvision's `download=True` leaves it; torchvision downloads them there only when the user
+sets TRANSFERLAB_ONLINE=1 (offline policy). Images become the study's 32 px uint8 RGB (STL-10
+is resized from 96).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import ParameterError
+from ..config import ONLINE_ENV, ParameterError, online
 from .arrays import ArrayDataset
 
 DATA_ENV = "TRANSFERLAB_DATA"
@@ -42,12 +43,13 @@ def _missing(name: str, parameter: str, problem: str) -> ParameterError:
     spec = REAL[name]
     return ParameterError(f"The '{parameter}' parameter {name!r} needs the {spec.title} files in "
                           f"{data_root() / spec.folder} ({problem}); set ${DATA_ENV} to the folder where "
-                          f"torchvision.datasets.{spec.loader}(root, download=True) put them.")
+                          f"torchvision.datasets.{spec.loader}(root, download=True) put them, or set {ONLINE_ENV}=1 to "
+                          f"let torchvision download them.")
 
 
 def check_available(name: str, parameter: str = "target.name") -> str:
-    """Fail at config time, in one line, when a real data set's folder is absent (nothing downloads)."""
-    if not (data_root() / REAL[name].folder).is_dir():
+    """Fail at config time, in one line, when a real data set's folder is absent and may not download."""
+    if not (data_root() / REAL[name].folder).is_dir() and not online():
         raise _missing(name, parameter, "the folder does not exist")
     return name
 
@@ -60,7 +62,7 @@ def load_real(name: str) -> ArrayDataset:
     check_available(name)
     loader = getattr(torchvision.datasets, spec.loader)
     try:
-        parts = [loader(str(data_root()), download=False, **split) for split in spec.splits]
+        parts = [loader(str(data_root()), download=online(), **split) for split in spec.splits]
     except (RuntimeError, OSError, ValueError) as err:  # torchvision: "not found or corrupted"
         raise _missing(name, "target.name", f"unreadable: {err}") from None
     images = np.concatenate([_images(part.data) for part in parts])
@@ -80,3 +82,17 @@ def _images(data: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(data, dtype=np.uint8)
     return np.stack([np.asarray(Image.fromarray(im).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
                      for im in data])
+
+
+# STL-10's classes as CIFAR-10 indices; 'monkey' has no CIFAR-10 class (and 'frog' no STL-10 one).
+STL10_TO_CIFAR10 = {0: 0, 1: 2, 2: 1, 3: 3, 4: 4, 5: 5, 6: 7, 8: 8, 9: 9}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def stl10_as_cifar10() -> ArrayDataset:
+    """STL-10's images of the nine classes CIFAR-10 shares, labelled with CIFAR-10's indices: the
+    CIFAR-10 -> STL-10 shift of Kumar et al. (2022)."""
+    stl = load_real("stl10")
+    keep = np.isin(stl.labels, list(STL10_TO_CIFAR10))
+    labels = np.array([STL10_TO_CIFAR10[int(y)] for y in stl.labels[keep]], dtype=np.int64)
+    return ArrayDataset(stl.images[keep], labels, CIFAR10_CLASSES)

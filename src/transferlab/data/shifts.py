@@ -25,6 +25,7 @@ from .arrays import ArrayDataset
 from .device import DeviceData, standardize
 
 COVERED, UNSEEN = "covered", "unseen"
+DIGITS = ("mnist", "sklearn-digits", "font-digits")   # ID targets that share the digit classes
 SEVERITIES = (1, 2, 3, 4, 5)
 
 # What each severity sets (index = severity - 1).
@@ -120,7 +121,8 @@ def photo_background(images: torch.Tensor, severity: int, generator: torch.Gener
 # ---------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class Shift:
-    """A named shift: a separate data set (`corruption` None) or a corruption of the ID test images."""
+    """A named shift: a separate data set (`corruption` None) or a corruption of the ID test images,
+    of the ID targets in `targets` (their classes; None: any target)."""
 
     name: str
     kind: str
@@ -128,6 +130,9 @@ class Shift:
     corruption: Callable[[torch.Tensor, int, torch.Generator], torch.Tensor] | None = None
     setting: Callable[[int], str] | None = None   # what a severity sets, in words
     max_size: int | None = None                   # images a fixed data set has
+    targets: tuple | None = DIGITS
+    dataset: str | None = None                    # its data set's name in data.TARGETS, if not `name`
+    files: str | None = None                      # the real data set (data/real.py) whose files it reads
 
     def severity_text(self, severity: int) -> str:
         return "-" if self.setting is None else f"{severity}: {self.setting(severity)}"
@@ -143,12 +148,17 @@ SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("sklearn-digits", UNSEEN,
           "scikit-learn's 8x8 handwritten digits (another acquisition), upsampled into MNIST's 20 px box: "
           "blurry, blocky strokes the source never shows.", max_size=1797),
-    Shift("gaussian-noise", UNSEEN, "The ID test digits with additive Gaussian pixel noise.",
-          gaussian_noise, lambda s: f"sigma = {NOISE_SIGMA[s - 1]} of the pixel range"),
-    Shift("gaussian-blur", UNSEEN, "The ID test digits blurred by a Gaussian kernel.",
-          gaussian_blur, lambda s: f"sigma = {BLUR_SIGMA_PX[s - 1]} px"),
-    Shift("contrast", UNSEEN, "The ID test digits with their contrast scaled down and re-quantised to uint8.",
-          contrast, lambda s: f"contrast x {CONTRAST_FACTOR[s - 1]}"),
+    Shift("gaussian-noise", UNSEEN, "The ID test images with additive Gaussian pixel noise.",
+          gaussian_noise, lambda s: f"sigma = {NOISE_SIGMA[s - 1]} of the pixel range", targets=None),
+    Shift("gaussian-blur", UNSEEN, "The ID test images blurred by a Gaussian kernel.",
+          gaussian_blur, lambda s: f"sigma = {BLUR_SIGMA_PX[s - 1]} px", targets=None),
+    Shift("contrast", UNSEEN, "The ID test images with their contrast scaled down and re-quantised to uint8.",
+          contrast, lambda s: f"contrast x {CONTRAST_FACTOR[s - 1]}", targets=None),
+    # Real photos (local files or TRANSFERLAB_ONLINE=1): covered by an ImageNet-pretrained hub source.
+    Shift("stl10", COVERED,
+          "STL-10's photos (96 px, resized to 32) of the nine classes CIFAR-10 shares: the CIFAR-10 -> STL-10 "
+          "shift of Kumar et al. (2022).", max_size=11_700, targets=("cifar10",), dataset="stl10-as-cifar10",
+          files="stl10"),
 )}
 
 
@@ -192,8 +202,9 @@ def shift_dataset(name: str, n: int, seed: int) -> ArrayDataset:
     from . import target_splits
     from .store import _pack, _unpack
 
+    dataset = get_shift(name, "name").dataset or name
     path = cache_root() / "data" / f"{name}-shift{n}-seed{seed}.npz"
-    return _unpack(cached_arrays(path, lambda: _pack(target_splits(name, {"test": n}, seed)["test"])))
+    return _unpack(cached_arrays(path, lambda: _pack(target_splits(dataset, {"test": n}, seed)["test"])))
 
 
 def shift_data(name: str, id_test: DeviceData, severity: int, seed: int, n: int) -> DeviceData:

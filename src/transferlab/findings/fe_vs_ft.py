@@ -21,6 +21,7 @@ from ..config import (Float, Floats, Int, PretrainConfig, TargetConfig, TrainCon
                       resolve_config, to_dict)
 from ..data.device import DeviceData
 from ..data.store import load_target
+from ..hub import refuse_hub_source
 from ..metrics.spectrum import normalised_similarity, project, spectrum
 from ..models import check_model
 from ..probe import fit_linear_probe
@@ -64,6 +65,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 def config(profile: str = "cpu", **params: Any) -> FeVsFtConfig:
     """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
     cfg = resolve_config(FeVsFtConfig(), PROFILES, profile, params, finding="finding 02")
+    refuse_hub_source(cfg.pretrain.source, "finding 02", "it needs a checkpoint of every pretraining epoch, and a "
+                      "hub model has only its final weights")
     check_model(cfg.pretrain.model)
     return cfg
 

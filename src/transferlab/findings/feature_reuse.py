@@ -27,6 +27,7 @@ from ..config import (Float, Floats, Int, Ints, ParameterError, PretrainConfig, 
 from ..data.device import DeviceData, standardize
 from ..data.shuffle import BlockShuffle, check_block
 from ..data.store import load_target
+from ..hub import refuse_hub_source
 from ..metrics.agreement import independent_jaccard, mistake_jaccard
 from ..metrics.cka import MinibatchCKA, gram_matrices
 from ..metrics.landscape import criticality_map, error_at, error_along_path, loss_barrier, module_groups
@@ -101,6 +102,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 def config(profile: str = "cpu", **params: Any) -> FeatureReuseConfig:
     """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
     cfg = resolve_config(FeatureReuseConfig(), PROFILES, profile, params, finding="finding 03")
+    refuse_hub_source(cfg.pretrain.source, "finding 03", "it compares block outputs of the study's own "
+                      "architectures and pretraining checkpoints across epochs")
     check_model(cfg.pretrain.model)
     for b in cfg.blocks:
         check_block(b, IMAGE_SIZE, "blocks")

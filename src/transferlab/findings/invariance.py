@@ -28,6 +28,7 @@ from ..config import (TARGET_NAMES, Choice, Choices, Float, Int, Ints, Parameter
                       TargetName, TrainConfig, apply_overrides, config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData
 from ..data.store import load_target
+from ..hub import refuse_hub_source
 from ..metrics.stir import OPTIMIZERS, REPRESENTATIONS, STARTS, Inversions, invert, noise_baseline, stir_map
 from ..models import check_model, create_model
 from ..profiles import ZOO_VIT, pretrain_overrides
@@ -84,6 +85,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 def config(profile: str = "cpu", **params: Any) -> InvarianceConfig:
     """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
     cfg = resolve_config(InvarianceConfig(), PROFILES, profile, params, finding="finding 01")
+    refuse_hub_source(cfg.pretrain.source, "finding 01", "it inverts the blocks of the study's own ViT and needs "
+                      "a second pretraining seed as its control")
     if cfg.pretrain.model.arch != "vit":
         raise ParameterError(f"The 'pretrain.model.arch' parameter must be 'vit' for finding 01 (an invariance "
                              f"study of vision transformers). Got {cfg.pretrain.model.arch!r} instead.")

@@ -24,6 +24,7 @@ from ..cache import cache_root, cached_json
 from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
                       apply_overrides, config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData
+from ..data.real import check_available
 from ..data.shifts import COVERED, SHIFTS, UNSEEN, ShiftNames, normalised_severity, shift_data
 from ..data.store import load_target
 from ..metrics.distortion import feature_distortion
@@ -79,6 +80,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     # One GPU: the shared gpu zoo, more seeds, wider grids, a longer schedule.
     "gpu": {**pretrain_overrides("gpu"), "target.test": 3_500, "finetune.epochs": 10,
             "ft_lrs": (0.01, 0.03, 0.1, 0.3), "lpft_lrs": (3e-5, 1e-4, 3e-4, 1e-3), "seeds": 5},
+    # The paper's CIFAR-10 -> STL-10 setting on a GPU with downloads (TRANSFERLAB_ONLINE=1) or local files:
+    # an ImageNet ResNet-50 (torchvision's supervised weights through timm, in place of the paper's MoCo-v2 /
+    # CLIP ones) at its 224 px, all of CIFAR-10 pooled and split 45k/5k/10k, STL-10 and three corruptions as
+    # OOD. Every seed starts from the same weights: seeds vary the fine-tuning only.
+    "paper": {"pretrain.source": "timm:resnet50.tv_in1k", "target.name": "cifar10", "target.train": 45_000,
+              "target.val": 5_000, "target.test": 10_000, "shifts": ("stl10", "gaussian-noise", "gaussian-blur",
+                                                                     "contrast"),
+              "ood_size": 10_000, "finetune.epochs": 10, "ft_lrs": (1e-3, 3e-3, 1e-2, 3e-2),
+              "lpft_lrs": (1e-4, 3e-4, 1e-3), "probe_cs": (0.01, 0.1, 1.0, 10.0), "seeds": 3},
 }
 SOURCE = "glyphs+digits"   # the finding is about good features: digits in part of the fonts
 
@@ -88,11 +98,20 @@ def config(profile: str = "cpu", **params: Any) -> LpFtConfig:
     default = apply_overrides(LpFtConfig(), {"pretrain.source": SOURCE})
     cfg = resolve_config(default, PROFILES, profile, params, finding="finding 04")
     check_model(cfg.pretrain.model)
-    _check_sizes(cfg)
+    _check_shifts(cfg)
     return cfg
 
 
-def _check_sizes(cfg: LpFtConfig) -> None:
+def _check_shifts(cfg: LpFtConfig) -> None:
+    """Every shift must share the ID target's classes, and fit in its data set and the ID test set."""
+    for name in cfg.shifts:
+        targets = SHIFTS[name].targets
+        if targets is not None and cfg.target.name not in targets:
+            raise ParameterError(f"The 'shifts' parameter {name!r} is a shift of target.name in {list(targets)} "
+                                 f"(their classes); target.name is {cfg.target.name!r}. Shifts of any target: "
+                                 f"{[s.name for s in SHIFTS.values() if s.targets is None]}.")
+        if SHIFTS[name].files:
+            check_available(SHIFTS[name].files, "shifts")
     if cfg.ood_size > cfg.target.test:
         raise ParameterError(f"The 'ood_size' parameter must be at most 'target.test' ({cfg.target.test}): "
                              f"corruptions act on ID test images. Got {cfg.ood_size} instead.")
