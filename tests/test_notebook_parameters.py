@@ -27,3 +27,15 @@ def test_bad_parameter_fails_fast_with_one_line(params, message, tmp_path, isola
     assert "Traceback" not in proc.stderr.split("PapermillExecutionError", 1)[1]
     assert not (isolated_cache / "zoo").exists()  # nothing was trained
     assert time.time() - start < 120
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_infers_every_parameter(notebook):
+    """`papermill --help-notebook` lists each parameter (a '=' inside a comment hides it silently)."""
+    import nbformat
+    from papermill.inspection import inspect_notebook
+
+    cell = next(c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [line.split("=", 1)[0].strip() for line in cell.source.splitlines()
+                if "=" in line.split("#", 1)[0] and not line.startswith((" ", "#"))]
+    assert sorted(inspect_notebook(str(notebook))) == sorted(assigned)
