@@ -127,3 +127,27 @@ def test_truncated_npz_is_recomputed(tmp_path, keep):
     assert len(calls) == 2 and all(np.array_equal(got[k], v) for k, v in arrays.items())
     got = cached_arrays(path, compute)
     assert len(calls) == 2 and all(np.array_equal(got[k], v) for k, v in arrays.items())
+
+
+@pytest.mark.slow  # two ci runs of chapter 04 through the CLI (about 30 s on 2 free cores)
+def test_ctrl_c_exits_130_in_one_line_and_the_rerun_resumes(tmp_path):
+    """SIGINT (Ctrl-C) during pretraining: exit status 130, one line on stderr, no temporary file
+    left in the cache; the same command again resumes from the committed checkpoint and finishes."""
+    env = {**os.environ, "TRANSFERLAB_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    command = [sys.executable, "-m", "transferlab", "run", "lpft_ood", "--profile", "ci", "-p", "seeds=1"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not any((tmp_path / "zoo").glob("*/last.json")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted: rerun the same command to resume"
+    assert not list(tmp_path.rglob("*.tmp")), "a half-written file was left behind"
+    run = next((tmp_path / "zoo").iterdir())
+    committed = read_json(run / "last.json")["checkpoints"]
+    inodes = {name: (run / f"{name}.safetensors").stat().st_ino for name in ["ep0", *committed]}
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "D1" in rerun.stdout
+    assert {name: (run / f"{name}.safetensors").stat().st_ino for name in inodes} == inodes, "restarted, not resumed"
