@@ -9,8 +9,11 @@
 #
 # Results go to $OUT when it is set (a device machine's return folder), else .cache/study-<profile>/:
 # timings.txt, logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
-# results.tgz (the cache's findings/ and zoo metadata, no weights) and benchmarks.tgz (the JSON). The gpu profile also writes its benchmark JSON into
-# benchmarks/results/<device>/ and refreshes book/performance_table.md.
+# results.tgz (the cache's findings/ and zoo metadata, no weights) and benchmarks.tgz (the JSON).
+# The gpu profile also writes its benchmark JSON into benchmarks/results/<device>/ and refreshes
+# book/performance_table.md. To render: `tar -xzf results.tgz -C ~/.cache/transferlab`, then
+# `make notebooks book PROFILE=gpu`; a zoo run copied without weights counts as finished, so
+# nothing is retrained (only a result missing from the copy would need the weights).
 set -euo pipefail
 
 profile="${1:-gpu}"

@@ -34,3 +34,32 @@ def test_truncated_files_are_recomputed(tmp_path):
     assert out["a"].tolist() == [0, 1, 2]
     with np.load(tmp_path / "a.npz") as f:
         assert f["a"].tolist() == [0, 1, 2]
+
+
+def test_results_only_zoo_copy_is_not_retrained(tmp_path, isolated_cache):
+    """scripts/gpu_study.sh returns the zoo without weights: such a run counts as finished (its
+    results render from the cache), loading a checkpoint from it is a one-line error, and a run
+    missing only some weights is damaged and trained again."""
+    import pytest
+
+    from transferlab.config import ParameterError, PretrainConfig, apply_overrides, validate
+    from transferlab.profiles import ZOO
+    from transferlab.zoo import pretrain
+
+    cfg = validate(apply_overrides(PretrainConfig(), {**ZOO["ci"], "train.epochs": 1, "source_size": 200}))
+    run = pretrain(cfg, seed=0, device="cpu")
+    weights = sorted(run.path.glob("*.safetensors"))
+    assert len(weights) == len(run.checkpoints()) >= 2
+    for path in [*weights, *run.path.glob("*.pt")]:
+        path.unlink()
+    again = pretrain(cfg, seed=0, device="cpu")
+    assert again.checkpoints() == run.checkpoints() and not list(run.path.glob("*.safetensors"))
+    with pytest.raises(ParameterError, match="copied without its weights") as err:
+        again.load("ep0")
+    assert "\n" not in str(err.value)
+
+    (run.path / "done.json").unlink()          # retrain, then lose a single checkpoint: damaged
+    pretrain(cfg, seed=0, device="cpu")
+    weights[-1].unlink()
+    pretrain(cfg, seed=0, device="cpu")
+    assert sorted(run.path.glob("*.safetensors")) == weights

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .cache import atomic_write, cache_root, read_json, write_json
-from .config import PretrainConfig, config_hash, to_dict
+from .config import ParameterError, PretrainConfig, config_hash, to_dict
 from .data.device import DeviceData
 from .data.store import load_source
 from .hub import HubRun, is_hub
@@ -49,8 +49,13 @@ class ZooRun:
 
     def load(self, name: str, device: str | torch.device = "cpu") -> nn.Module:
         """The model at checkpoint `name`, with its source classifier."""
+        path = self.path / f"{name}.safetensors"
+        if not path.is_file() and weights_state(self.path) == STRIPPED:
+            raise ParameterError(f"The zoo run {self.path.name} was copied without its weights (results only), "
+                                 f"and a result not in the cache needs checkpoint {name!r}: copy the run's "
+                                 f".safetensors files into {self.path}, or delete the folder to pretrain again.")
         model = create_model(self.cfg.model, self.num_classes)
-        model.load_state_dict(load_weights(self.path / f"{name}.safetensors"))
+        model.load_state_dict(load_weights(path))
         return model.to(device)
 
 
@@ -80,11 +85,12 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun | HubRun:
 
 
 def _finished(path: Path) -> bool:
-    """Whether the run at `path` is complete; a damaged finished run is deleted (its optimizer
-    states are gone, so it is trained again)."""
+    """Whether the run at `path` is complete: with all its weights, or deliberately without any
+    (a results-only copy, e.g. from scripts/gpu_study.sh, renders from cached results). A damaged
+    finished run is deleted (its optimizer states are gone, so it is trained again)."""
     if read_json(path / "done.json") is None:
         return False
-    if is_intact(path):
+    if weights_state(path) in (COMPLETE, STRIPPED):
         return True
     shutil.rmtree(path)
     return False
@@ -114,20 +120,28 @@ def _train_run(cfg: PretrainConfig, seed: int, device: str, path: Path) -> None:
                                     "provenance": provenance(device, timer["seconds"])})
 
 
-def is_intact(path: Path) -> bool:
-    """Whether every checkpoint that done.json names has readable metadata and complete weights.
+COMPLETE, STRIPPED, DAMAGED = "complete", "stripped", "damaged"
 
-    safetensors checks that its header covers the whole file, so a truncated file fails here.
+
+def weights_state(path: Path) -> str:
+    """COMPLETE when every checkpoint done.json names has readable metadata and complete weights;
+    STRIPPED when the metadata is complete and no weights file is there at all (they were left
+    out of a copy; writes are atomic, so a crash never removes one); DAMAGED otherwise.
+
+    safetensors checks that its header covers the whole file, so a truncated file is DAMAGED.
     """
     try:
-        for name in read_json(path / "done.json")["checkpoints"]:
+        names = read_json(path / "done.json")["checkpoints"]
+        if any(read_json(path / f"{name}.json") is None for name in names):
+            return DAMAGED
+        if not any((path / f"{name}.safetensors").exists() for name in names):
+            return STRIPPED
+        for name in names:
             with safe_open(str(path / f"{name}.safetensors"), "pt"):
                 pass
-            if read_json(path / f"{name}.json") is None:
-                return False
     except (OSError, SafetensorError, KeyError, TypeError):
-        return False
-    return True
+        return DAMAGED
+    return COMPLETE
 
 
 def list_runs() -> list[dict]:
