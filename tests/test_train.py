@@ -1,3 +1,6 @@
+import copy
+
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -102,3 +105,38 @@ def test_batches_are_standardised_and_aligned(stripes):
         seen.append(y)
     assert sorted(torch.cat(seen).tolist()) == sorted(stripes.labels.tolist())  # every image once
     assert data.images.dtype == torch.uint8  # stays uint8 on the device
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vit"])
+def test_precise_bn_stops_early_with_the_full_passes_statistics(arch, stripes):
+    """recompute_bn_stats ends each pass after the last BatchNorm: the statistics equal those of
+    full forward passes bit for bit, no transformer block runs, and no hook is left behind."""
+    from torch import nn
+
+    from transferlab.data.device import batches
+    from transferlab.train import recompute_bn_stats
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(arch=arch, width=32, depth=8 if arch == "resnet" else 2), 8)
+    data = DeviceData.from_arrays(stripes, "cpu")
+    reference = copy.deepcopy(model)
+    bns = [m for m in reference.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        reference.train()
+        gen = torch.Generator().manual_seed(3)
+        for i, (x, _) in enumerate(batches(data, 256, shuffle=True, generator=gen)):
+            if i == 2:
+                break
+            reference(x)
+    blocks_ran = []
+    if arch == "vit":
+        model.blocks[0].register_forward_hook(lambda *args: blocks_ran.append(1))
+    recompute_bn_stats(model, data, batch_size=256, num_batches=2, seed=3)
+    want = {k: v for k, v in reference.state_dict().items() if "running" in k or "num_batches" in k}
+    got = model.state_dict()
+    assert want and all(torch.equal(got[k], v) for k, v in want.items())
+    assert blocks_ran == []
+    assert all(not m._forward_hooks for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
