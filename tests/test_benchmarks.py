@@ -63,3 +63,19 @@ def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag):
     model = create_model(ModelConfig(arch="resnet", width=4, depth=8), 8)
     train(model, DeviceData.from_arrays(stripes, "cpu"), TrainConfig(epochs=1, batch_size=256), seed=0)
     assert compiled == ([model] if flag else [])
+
+
+def test_seeds_benchmark_compares_the_same_training():
+    """The vmapped and the one-after-another paths of bench_seeds update every seed's weights alike."""
+    import torch
+
+    from benchmarks.bench_seeds import build
+    from transferlab.config import ModelConfig
+
+    vmapped, one_after_another, models, stacked = build(ModelConfig(arch="vit", width=16, depth=2, heads=2),
+                                                        batch=8, steps=2, seeds=2, device="cpu")
+    vmapped()
+    one_after_another()
+    for s, model in enumerate(models):
+        for key, p in model.named_parameters():
+            assert torch.allclose(stacked[key][s], p, atol=1e-5), key
