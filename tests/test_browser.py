@@ -1,5 +1,6 @@
 """The book as readers see it (issue 7): every chapter of the built book, rendered by headless
-Chromium, shows its figures and its verdict table, and every internal link resolves. A
+Chromium, shows its figures, its verdict table and its typeset formulas (MathJax is served
+from the book itself: Chromium here has no network), and every internal link resolves. A
 screenshot of each chapter is kept as a test artifact.
 
 Reads the book that `make book` built (book/_build/html, or $TRANSFERLAB_BOOK_HTML); skipped
@@ -61,6 +62,10 @@ def test_chapter_shows_figures_verdicts_and_resolving_links(page):
     tables = [t for t in dom.find_all("table") if "verdict" in [th.get_text(strip=True).lower() for th in t.find_all("th")]]
     assert tables, f"{page.name}: no table with a 'verdict' column"
     assert any(cell in tables[-1].get_text() for cell in ("reproduced", "inconclusive")), page.name
+    external = [s["src"] for s in dom.find_all("script", src=True) if urlsplit(s["src"]).scheme in ("http", "https")]
+    assert not external, f"{page.name}: scripts from the network (the book must read offline): {external}"
+    if 'class="math' in page.read_text():
+        assert dom.find_all("mjx-container"), f"{page.name}: formulas left as raw TeX (MathJax did not load)"
 
     ids = {tag["id"] for tag in dom.find_all(id=True)}
     broken = []
