@@ -249,6 +249,7 @@ def test_book_builds(executed, nb_env, tmp_path):
     shutil.copy(ROOT / "_config.yml", tree / "_config.yml")
     for f in [*(ROOT / "book").glob("*.md"), ROOT / "book" / "_toc.yml", ROOT / "book" / "references.bib"]:
         shutil.copy(f, tree / "book" / f.name)
+    shutil.copytree(ROOT / "book" / "_ext", tree / "book" / "_ext")   # local Sphinx extensions (_config.yml)
     for name, run in executed.items():
         if run["rc"] == 0:
             shutil.copy(run["path"], tree / "book" / f"{name}.ipynb")
@@ -266,6 +267,7 @@ def test_book_builds(executed, nb_env, tmp_path):
 
     html = tree / "book" / "_build" / "html"
     assert (html / "index.html").exists(), "no index.html"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax not served from the book"
     root = html / "book" / "intro.html"
     assert root.exists(), "the root page book/intro.html was not built"
     front = root.read_text()
