@@ -7,18 +7,30 @@
 #   scripts/gpu_study.sh            the gpu profile (one H100: the target is under 10 minutes)
 #   scripts/gpu_study.sh ci         a CPU smoke test of the same steps (benchmarks in --quick mode)
 #
+# On a lent GPU machine (device tool): first, here, `scripts/device_wheels.sh`; then one `run`
+# with carry [".whl"] and the command `bash scripts/gpu_study.sh gpu` (timeout_s 600).
+#
 # Results go to $OUT when it is set (a device machine's return folder), else .cache/study-<profile>/:
 # timings.txt, logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
-# results.tgz (the cache's findings/ and zoo metadata, no weights) and benchmarks.tgz (the JSON).
+# results.tgz.part00, 01, ... (the cache's findings/ and zoo metadata, no weights; `cat` them
+# together) and benchmarks.tgz (the JSON).
 # The gpu profile also writes its benchmark JSON into benchmarks/results/<device>/ and refreshes
-# book/performance_table.md. To render: `tar -xzf results.tgz -C ~/.cache/transferlab`, then
+# book/performance_table.md. To render: `cat results.tgz.part* | tar -xzf - -C ~/.cache/transferlab`, then
 # `make notebooks book PROFILE=gpu`; a zoo run copied without weights counts as finished, so
 # nothing is retrained (only a result missing from the copy would need the weights).
 set -euo pipefail
 
 profile="${1:-gpu}"
 cd "$(dirname "$0")/.."
-py="${PYTHON:-.venv/bin/python}"
+# On a lent GPU machine there is no .venv: its python3 (torch, timm, scikit-image, ... already
+# there) runs the library from src/, with the wheels scripts/device_wheels.sh put in .whl/.
+if [ -x .venv/bin/python ]; then default_py=.venv/bin/python; else default_py=python3; fi
+py="${PYTHON:-$default_py}"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD/src:$PWD:${PYTHONPATH:-}"
 dest="${OUT:-.cache/study-$profile}"
 mkdir -p "$dest/logs"
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
@@ -56,8 +68,12 @@ done
 step benchmarks "$py" -m benchmarks "${bench_args[@]}" || failed=1
 printf '%-16s %8s s\n' total "$(seconds_since "$total_start")" | tee -a "$dest/timings.txt"
 
-tar -czf "$dest/results.tgz" -C "$cache" --exclude='*.safetensors' --exclude='*.pt' \
-  $(cd "$cache" && ls -d findings zoo 2>/dev/null)
+# What the chapters render from, without what only a recomputation reads: weights, optimizer
+# states, features (their spectra are cached) and STIR inversions (their maps are cached; chapter
+# 01 shows seed 0's pretrained ones). Parts of at most 15 MiB, the device tool's file limit.
+tar -czf - -C "$cache" --exclude='*.safetensors' --exclude='*.pt' --exclude='*-features.npz' \
+  --exclude='inv-ft-*.npz' --exclude='inv-pt-seed[1-9]*.npz' --exclude='inv-pt-ep*.npz' \
+  $(cd "$cache" && ls -d findings zoo 2>/dev/null) | split -b 15M -d - "$dest/results.tgz.part"
 tar -czf "$dest/benchmarks.tgz" -C "$bench_dir" .
 if [ -n "${OUT:-}" ]; then
   tar -czf "$dest/logs.tgz" -C "$dest" logs && rm -r "$dest/logs"

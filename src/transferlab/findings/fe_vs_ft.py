@@ -148,29 +148,36 @@ def finetune_best_lr(cfg: FeVsFtConfig, zoo_run: ZooRun, name: str, data: dict[s
 
 def spectral_analysis(cfg: FeVsFtConfig, zoo_run: ZooRun, names: list[str]) -> tuple[list[dict], dict]:
     """Per checkpoint: main-part size k, FE from main vs residual features, and how close the
-    main and residual sample-space subspaces are to the final checkpoint's (chance = 0)."""
+    main and residual sample-space subspaces are to the final checkpoint's (chance = 0).
+
+    Cached per seed, so a copy of the results without the feature files still renders."""
     directory = unit_dir(cfg, zoo_run.seed)
-    feats = {n: cached_arrays(directory / f"{n}-features.npz", lambda: {}) for n in names}
-    target = load_target(cfg.target)
-    labels = {split: ds.labels for split, ds in target.items()}
-    final = spectrum(feats[names[-1]]["test"], cfg.spectral_energy)
-    k = final.k
-    rows, singular_values = [], {}
-    for n in names:
-        test_spec = spectrum(feats[n]["test"], cfg.spectral_energy)
-        train_spec = spectrum(feats[n]["train"], cfg.spectral_energy)
-        r = min(test_spec.rank, final.rank)
-        row = {"k": test_spec.k,
-               "main_stability": normalised_similarity(test_spec.U[:, :k], final.U[:, :k]),
-               "residual_stability": normalised_similarity(test_spec.U[:, k:r], final.U[:, k:r])}
-        for part in ("main", "residual"):
-            split_feats = {s: project(feats[n][s], train_spec, part) for s in ("train", "val", "test")}
-            probe = fit_linear_probe(split_feats["train"], labels["train"], split_feats["val"], labels["val"],
-                                     cfg.probe_cs)
-            row[f"fe_{part}_acc"] = probe.accuracy(split_feats["test"], labels["test"])
-        rows.append(row)
-        singular_values[n] = test_spec.S.tolist()
-    return rows, singular_values
+
+    def compute() -> dict:
+        feats = {n: cached_arrays(directory / f"{n}-features.npz", lambda: {}) for n in names}
+        target = load_target(cfg.target)
+        labels = {split: ds.labels for split, ds in target.items()}
+        final = spectrum(feats[names[-1]]["test"], cfg.spectral_energy)
+        k = final.k
+        rows, singular_values = [], {}
+        for n in names:
+            test_spec = spectrum(feats[n]["test"], cfg.spectral_energy)
+            train_spec = spectrum(feats[n]["train"], cfg.spectral_energy)
+            r = min(test_spec.rank, final.rank)
+            row = {"k": test_spec.k,
+                   "main_stability": normalised_similarity(test_spec.U[:, :k], final.U[:, :k]),
+                   "residual_stability": normalised_similarity(test_spec.U[:, k:r], final.U[:, k:r])}
+            for part in ("main", "residual"):
+                split_feats = {s: project(feats[n][s], train_spec, part) for s in ("train", "val", "test")}
+                probe = fit_linear_probe(split_feats["train"], labels["train"], split_feats["val"], labels["val"],
+                                         cfg.probe_cs)
+                row[f"fe_{part}_acc"] = probe.accuracy(split_feats["test"], labels["test"])
+            rows.append(row)
+            singular_values[n] = test_spec.S.tolist()
+        return {"rows": rows, "singular_values": singular_values}
+
+    found = cached_json(directory / "spectral.json", compute)   # names: every checkpoint of the run
+    return found["rows"], found["singular_values"]
 
 
 # ---------------------------------------------------------------- analysis
