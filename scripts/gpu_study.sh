@@ -59,23 +59,29 @@ step() {
   return $rc
 }
 
+# What the chapters render from, without what only a recomputation reads: weights, optimizer
+# states, features (their spectra are cached) and STIR inversions (their maps are cached; chapter
+# 01 shows seed 0's pretrained ones). Parts of at most 15 MiB, the device tool's file limit.
+# Packed after every step, so that a run stopped at the device's time limit still returns what
+# it finished.
+pack() {
+  rm -f "$dest"/results.tgz.part*
+  tar -czf - -C "$cache" --exclude='*.safetensors' --exclude='*.pt' --exclude='*-features.npz' \
+    --exclude='inv-ft-*.npz' --exclude='inv-pt-seed[1-9]*.npz' --exclude='inv-pt-ep*.npz' \
+    $(cd "$cache" && ls -d findings zoo 2>/dev/null) | split -b 15M -d - "$dest/results.tgz.part"
+  if [ -n "${OUT:-}" ]; then tar -czf "$dest/logs.tgz" -C "$dest" logs; fi
+}
+
 echo "study: profile $profile, cache $cache, results in $dest"
 findings=$("$py" -c 'from transferlab.findings import FINDINGS; print(" ".join(FINDINGS))')
 failed=0
 for finding in $findings; do
   step "$finding" "$py" -m transferlab run "$finding" --profile "$profile" || failed=1
+  pack
 done
 step benchmarks "$py" -m benchmarks "${bench_args[@]}" || failed=1
 printf '%-16s %8s s\n' total "$(seconds_since "$total_start")" | tee -a "$dest/timings.txt"
-
-# What the chapters render from, without what only a recomputation reads: weights, optimizer
-# states, features (their spectra are cached) and STIR inversions (their maps are cached; chapter
-# 01 shows seed 0's pretrained ones). Parts of at most 15 MiB, the device tool's file limit.
-tar -czf - -C "$cache" --exclude='*.safetensors' --exclude='*.pt' --exclude='*-features.npz' \
-  --exclude='inv-ft-*.npz' --exclude='inv-pt-seed[1-9]*.npz' --exclude='inv-pt-ep*.npz' \
-  $(cd "$cache" && ls -d findings zoo 2>/dev/null) | split -b 15M -d - "$dest/results.tgz.part"
+pack
 tar -czf "$dest/benchmarks.tgz" -C "$bench_dir" .
-if [ -n "${OUT:-}" ]; then
-  tar -czf "$dest/logs.tgz" -C "$dest" logs && rm -r "$dest/logs"
-fi
+if [ -n "${OUT:-}" ]; then rm -r "$dest/logs"; fi
 exit $failed
