@@ -2,7 +2,8 @@
 
 A benchmark module has `run(quick: bool, device: str) -> dict` returning
 {"cases": [common.case(...), ...], "notes": str}; the runner adds the name, the device and
-the provenance, checks the schema and writes `<out>/<device slug>/<name>[-quick].json`.
+the provenance, checks the schema and writes `<out>/<device slug>/<name>[-compile][-quick].json`
+(-compile: TRANSFERLAB_COMPILE=1).
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def run_benchmark(name: str, quick: bool, device: str, out: Path) -> tuple[dict,
     record = {"schema": SCHEMA, "name": name, "device": device, **result,
               "provenance": provenance_record(device, load, time.perf_counter() - start, quick)}
     check_record(record)
-    path = out / device_slug(device) / f"{name}{'-quick' if quick else ''}.json"
+    mode = ("-compile" if record["provenance"]["compile"] else "") + ("-quick" if quick else "")
+    path = out / device_slug(device) / f"{name}{mode}.json"
     write_json(path, record)
     for line in summary_lines(record):
         print(line, flush=True)

@@ -22,7 +22,13 @@ def load_records(results: Path = RESULTS) -> list[dict]:
         record = json.loads(path.read_text())
         check_record(record)
         records.append(record)
-    return sorted(records, key=lambda r: (r["provenance"]["device"], r["name"], r["provenance"]["quick"]))
+    return sorted(records, key=lambda r: (r["provenance"]["device"], r["name"], r["provenance"]["compile"],
+                                          r["provenance"]["quick"]))
+
+
+def _mode(provenance: dict) -> str:
+    """' (compile)', ' (quick)', both or neither: how a run differs from the default one."""
+    return (" (compile)" if provenance["compile"] else "") + (" (quick)" if provenance["quick"] else "")
 
 
 def _rate(side: dict) -> str:
@@ -52,7 +58,7 @@ def render(records: list[dict]) -> str:
              "| ours / baseline s | images/s ours / baseline | peak MB ours / baseline | MFU ours / baseline |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        mode = " (quick)" if r["provenance"]["quick"] else ""
+        mode = _mode(r["provenance"])
         for c in r["cases"]:
             o, b = c["ours"], c["baseline"]
             lines.append(f"| {r['name']}{mode} | {c['case']} | {r['provenance']['device']} | {_speedup(c)} | {_best_ratio(c)} "
@@ -62,7 +68,7 @@ def render(records: list[dict]) -> str:
               "|---|---|---|---|---|---|"]
     for r in records:
         p = r["provenance"]
-        lines.append(f"| {r['name']}{' (quick)' if p['quick'] else ''} | {p['device']} | {p['date']} "
+        lines.append(f"| {r['name']}{_mode(p)} | {p['device']} | {p['date']} "
                      f"| `{p['commit']}` | {p['loadavg_start'][0]:.2f} / {p['loadavg_end'][0]:.2f} "
                      f"| {p.get('torch_threads', '–')} |")
     return "\n".join(lines) + "\n"
