@@ -8,7 +8,8 @@
 #   scripts/gpu_study.sh ci         a CPU smoke test of the same steps (benchmarks in --quick mode)
 #
 # On a lent GPU machine (device tool): first, here, `scripts/device_wheels.sh`; then one `run`
-# with carry [".whl"] and the command `bash scripts/gpu_study.sh gpu` (timeout_s 600).
+# with carry [".whl"] and the command `bash scripts/gpu_study.sh gpu` (timeout_s 600). If it is
+# stopped at the limit, the same call again at once (machine still warm) resumes from its cache.
 #
 # Results go to $OUT when it is set (a device machine's return folder), else .cache/study-<profile>/:
 # timings.txt, logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
@@ -34,6 +35,12 @@ export PYTHONPATH="$PWD/src:$PWD:${PYTHONPATH:-}"
 dest="${OUT:-.cache/study-$profile}"
 mkdir -p "$dest/logs"
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
+# On a lent machine ($OUT set) the cache lives in the repo's ignored .cache/: the device tool keeps
+# ignored files between calls while the machine stays warm, so a second call after one stopped
+# at its time limit resumes (finished findings load, an interrupted pretraining continues).
+if [ -n "${OUT:-}" ] && [ -z "${TRANSFERLAB_CACHE:-}" ]; then
+  export TRANSFERLAB_CACHE="$PWD/.cache/transferlab-$profile"
+fi
 cache="$("$py" -c 'from transferlab.cache import cache_root; print(cache_root())')"
 
 if [ "$profile" = ci ]; then
