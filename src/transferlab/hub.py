@@ -47,13 +47,6 @@ def local_weights(name: str) -> Path | None:
     return next((p for p in (weights_root() / f"{name}{s}" for s in WEIGHT_SUFFIXES) if p.is_file()), None)
 
 
-def needs(source: str) -> str:
-    """What a hub source needs when its weights are missing, in words (for one-line errors)."""
-    name = model_name(source)
-    return (f"timm hub weights: put {name}.safetensors (or .pth) in {weights_root()} (${WEIGHTS_ENV}), "
-            f"or set {ONLINE_ENV}=1 to let timm download them")
-
-
 def check_source(parameter: str, value: str) -> str:
     """Config check of a `timm:` source: a known timm model whose weights are here (or may download)."""
     import timm
@@ -65,7 +58,9 @@ def check_source(parameter: str, value: str) -> str:
         raise ParameterError(f"The '{parameter}' parameter {value!r} names no timm model; use timm:<name> with a "
                              f"name from timm.list_models().{hint}")
     if local_weights(name) is None and not online():
-        raise ParameterError(f"The '{parameter}' parameter {value!r} needs {needs(value)}.")
+        raise ParameterError(f"The '{parameter}' parameter {value!r} needs timm hub weights: put {name}.safetensors "
+                             f"(or .pth) in {weights_root()} (${WEIGHTS_ENV}), or set {ONLINE_ENV}=1 to let timm "
+                             f"download them.")
     return value
 
 
