@@ -51,10 +51,11 @@ class Float:
 @dataclass(frozen=True)
 class Choice:
     options: tuple
+    also: str = ""   # other accepted forms, for the message (e.g. " or 'timm:<model name>'")
 
     def __call__(self, name: str, value: Any) -> Any:
         if value not in self.options:
-            raise ParameterError(f"The '{name}' parameter must be one of {list(self.options)}. "
+            raise ParameterError(f"The '{name}' parameter must be one of {list(self.options)}{self.also}. "
                                  f"Got {value!r} instead.")
         return value
 
@@ -141,12 +142,7 @@ class SourceName(OfflineChoice):
     def __call__(self, name: str, value: Any) -> Any:
         from . import hub
 
-        if hub.is_hub(value):
-            return hub.check_source(name, value)
-        if value not in self.options and not (isinstance(value, str) and value in DOWNLOADS):
-            raise ParameterError(f"The '{name}' parameter must be one of {list(self.options)} or 'timm:<model name>'. "
-                                 f"Got {value!r} instead.")
-        return super().__call__(name, value)
+        return hub.check_source(name, value) if hub.is_hub(value) else super().__call__(name, value)
 
 
 @dataclass(frozen=True)
@@ -197,7 +193,7 @@ class TrainConfig:
 class PretrainConfig:
     """Everything that identifies a pretraining run of the zoo (plus its seed)."""
 
-    source: str = param("glyphs", SourceName(SOURCE_NAMES))
+    source: str = param("glyphs", SourceName(SOURCE_NAMES, also=" or 'timm:<model name>'"))
     source_size: int = param(20_000, Int(100, 10_000_000))
     source_test: int = param(2_000, Int(50, 1_000_000))
     data_seed: int = param(0, Int(0, 2**31 - 1))
