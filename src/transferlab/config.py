@@ -291,18 +291,15 @@ def check_device(device: str) -> str:
 def missing_downloads(overrides: dict[str, Any]) -> list[str]:
     """What a profile's hub weights and real data sets need that is not on this machine (offline)."""
     from . import hub
-    from .data.real import REAL, data_root
+    from .data.real import REAL, available, data_root
     from .data.shifts import SHIFTS
 
-    if online():
-        return []
     needs = [f"{hub.model_name(v)} weights in {hub.weights_root()}" for k, v in overrides.items()
-             if k.endswith("source") and hub.is_hub(v) and hub.local_weights(hub.model_name(v)) is None]
+             if k.endswith("source") and hub.is_hub(v) and not hub.weights_available(hub.model_name(v))]
     shifts = overrides.get("shifts", ())
     files = [overrides.get("target.name")] + [SHIFTS[s].files for s in shifts if s in SHIFTS]
-    for name in dict.fromkeys(f for f in files if f in REAL):
-        if not (data_root() / REAL[name].folder).is_dir():
-            needs.append(f"the {REAL[name].title} files in {data_root() / REAL[name].folder}")
+    needs += [f"the {REAL[name].title} files in {data_root() / REAL[name].folder}"
+              for name in dict.fromkeys(f for f in files if f in REAL) if not available(name)]
     return needs
 
 

@@ -47,6 +47,11 @@ def local_weights(name: str) -> Path | None:
     return next((p for p in (weights_root() / f"{name}{s}" for s in WEIGHT_SUFFIXES) if p.is_file()), None)
 
 
+def weights_available(name: str) -> bool:
+    """Whether timm model `name`'s weights can be loaded: a local file, or timm may download them."""
+    return online() or local_weights(name) is not None
+
+
 def check_source(parameter: str, value: str) -> str:
     """Config check of a `timm:` source: a known timm model whose weights are here (or may download)."""
     import timm
@@ -57,7 +62,7 @@ def check_source(parameter: str, value: str) -> str:
         hint = f" Close timm names: {close}." if close else ""
         raise ParameterError(f"The '{parameter}' parameter {value!r} names no timm model; use timm:<name> with a "
                              f"name from timm.list_models().{hint}")
-    if local_weights(name) is None and not online():
+    if not weights_available(name):
         raise ParameterError(f"The '{parameter}' parameter {value!r} needs timm hub weights: put {name}.safetensors "
                              f"(or .pth) in {weights_root()} (${WEIGHTS_ENV}), or set {ONLINE_ENV}=1 to let timm "
                              f"download them.")

@@ -47,9 +47,14 @@ def _missing(name: str, parameter: str, problem: str) -> ParameterError:
                           f"let torchvision download them.")
 
 
+def available(name: str) -> bool:
+    """Whether a real data set can be read: its folder is here, or torchvision may download it."""
+    return online() or (data_root() / REAL[name].folder).is_dir()
+
+
 def check_available(name: str, parameter: str = "target.name") -> str:
     """Fail at config time, in one line, when a real data set's folder is absent and may not download."""
-    if not (data_root() / REAL[name].folder).is_dir() and not online():
+    if not available(name):
         raise _missing(name, parameter, "the folder does not exist")
     return name
 
