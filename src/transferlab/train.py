@@ -33,11 +33,17 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def channels_last(model: nn.Module) -> nn.Module:
+    """channels_last weights: faster convolutions, on CUDA (tensor cores without layout
+    transposes) and on a CPU (see the Performance page)."""
+    return model.to(memory_format=torch.channels_last)
+
+
 def fast_layout(model: nn.Module) -> nn.Module:
-    """channels_last weights on CUDA: convolutions run on tensor cores without layout transposes."""
-    if next(model.parameters()).device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return model
+    """`channels_last` on CUDA. On a CPU the training loop keeps the default layout: switching
+    would change the arithmetic of every cached zoo checkpoint (chapter 03's fine-tuning runs,
+    written channels_last from the start, call `channels_last` themselves)."""
+    return channels_last(model) if next(model.parameters()).device.type == "cuda" else model
 
 
 def compile_enabled() -> bool:

@@ -36,7 +36,7 @@ from ..metrics.stir import noise_baseline, num_layers, stir_map
 from ..models import create_model
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci
-from ..train import load_weights
+from ..train import channels_last, load_weights
 from ..zoo import ZooRun, pretrain
 from . import fe_vs_ft, feature_reuse, invariance, lpft_ood
 from .feature_reuse import IMAGE_SIZE, FeatureReuseConfig, TargetData
@@ -220,7 +220,7 @@ def path_barrier(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str,
             d = data[IMAGE_SIZE]
             states = [load_weights(feature_reuse.unit_dir(reuse, u) / "final.safetensors") for u in pts]
             model = create_model(reuse.pretrain.model, int(d["train"].labels.max().item()) + 1).to(reuse.device)
-            model = feature_reuse.fast_layout(model)
+            model = channels_last(model)
             model.load_state_dict(states[0])
             eval_data = DeviceData(d["test"].images[:reuse.eval_images], d["test"].labels[:reuse.eval_images])
             _, errors = error_along_path(model, states[0], states[1], eval_data, d["train"], reuse.interp_points,
