@@ -10,7 +10,8 @@ from transferlab.config import ModelConfig, ParameterError
 from transferlab.data.device import standardize_unit
 from transferlab.findings import invariance
 from transferlab.metrics.cka import linear_cka, paired_cka
-from transferlab.metrics.stir import block_outputs, invert, noise_baseline, starting_images, stir_map
+from transferlab.metrics.stir import (block_outputs, invert, layer_set_outputs, noise_baseline, starting_images,
+                                      stir_map)
 from transferlab.models import create_model
 from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate
 
@@ -18,6 +19,11 @@ from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate
 def tiny_vit(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return create_model(ModelConfig(arch="vit", width=16, depth=3, heads=2), num_classes=3).eval()
+
+
+def tiny_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model(ModelConfig(arch="resnet", width=8, depth=8), num_classes=3).eval()
 
 
 def images(n: int = 12, seed: int = 0) -> torch.Tensor:
@@ -37,6 +43,9 @@ class IdentityStem(nn.Module):
     def forward_intermediates(self, x, indices=None, stop_early=False):
         outs = [x, self.blocks[0](x)]
         return outs if indices is None else [outs[i] for i in indices]
+
+    def layer_stages(self):
+        return [nn.Identity(), self.blocks[0]]
 
 
 def test_inversion_lowers_the_relative_representation_loss():
@@ -66,12 +75,32 @@ def test_stir_of_a_model_with_itself_is_close_to_one_where_inversion_succeeds():
     assert (diagonal > 0.95).all(), diagonal
 
 
-def test_batched_inversion_matches_the_per_layer_loop():
-    model, x = tiny_vit(), images(6)
+@pytest.mark.parametrize("arch", ["vit", "resnet"])
+def test_batched_inversion_matches_the_per_layer_loop(arch):
+    model, x = tiny_vit() if arch == "vit" else tiny_resnet(), images(6)
     looped = invert(model, x, [0, 2], steps=15, batched=False)
     batched = invert(model, x, [0, 2], steps=15, batched=True)
     torch.testing.assert_close(batched.images, looped.images, atol=1e-4, rtol=0)
     torch.testing.assert_close(batched.residuals, looped.residuals, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["vit", "resnet"])
+@pytest.mark.parametrize("representation", ["cls", "mean", "tokens"])
+def test_layer_sets_read_each_set_at_its_own_layer(arch, representation):
+    model = tiny_vit() if arch == "vit" else tiny_resnet()
+    x, layers = images(9), [0, 1, 2]
+    sets = layer_set_outputs(model, x, layers, representation)
+    for k, layer in enumerate(layers):
+        (alone,) = block_outputs(model, x[3 * k:3 * (k + 1)], [layer], representation)
+        torch.testing.assert_close(sets[k], alone)
+
+
+def test_a_layer_set_leaves_the_batch_once_its_layer_is_read():
+    model, seen = tiny_vit(), []
+    for block in model.blocks:
+        block.register_forward_hook(lambda module, args, out: seen.append(out.shape[0]))
+    layer_set_outputs(model, images(12), [0, 2], "cls")   # two sets of 6: block 0 reads the first
+    assert seen == [12, 6, 6]
 
 
 def test_image_starts_are_a_derangement_of_the_set():

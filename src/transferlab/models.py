@@ -1,8 +1,9 @@
 """One factory for the study's models at 32 px: a CIFAR-style ResNet and a conv-stem ViT.
 
 Both expose the same small API: `forward_features` (pooled penultimate features),
-`forward_intermediates` (one feature map per block), `get_classifier` and
-`reset_classifier`, so findings never branch on the architecture.
+`forward_intermediates` (one feature map per block), `layer_stages` (the same layers as
+composable steps), `get_classifier` and `reset_classifier`, so findings never branch on the
+architecture.
 """
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ class CifarResNet(nn.Module):
             outs.append(block(outs[-1]))
         return outs if indices is None else [outs[i] for i in indices]
 
+    def layer_stages(self) -> list[nn.Module]:
+        """Stage k maps layer k-1's output to layer k's (the layers of `forward_intermediates`)."""
+        return [self.stem, *self.blocks]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x)).mean(dim=(2, 3))
 
@@ -95,6 +100,13 @@ class ConvStemViT(VisionTransformer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+    def layer_stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """Stage k maps layer k-1's output to layer k's (the layers of `forward_intermediates`, with
+        the class token first); stage 0 embeds the image as timm's forward_intermediates does."""
+        def embed_and_first_block(x: torch.Tensor) -> torch.Tensor:
+            return self.blocks[0](self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x)))))
+        return [embed_and_first_block, *self.blocks[1:]]
 
     def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None, stop_early: bool = False,
                               prefix_tokens: bool = False) -> list[torch.Tensor]:

@@ -10,9 +10,11 @@ high when m2's layer j is invariant to whatever m1's layer i is invariant to. On
 set per (reference model, layer) serves every readout model and layer.
 
 Two ways to invert the layers of one model, with the same result: `batched=True` optimises
-all layers' image sets as one batch through one forward pass (pays on a GPU), `False` loops
-over layers with the forward pass truncated at each (as fast on a CPU thread, LESSONS.md).
-Images are independent (models in eval mode), so both follow the same per-image steps.
+all layers' image sets as one batch through one forward pass per step, each set leaving the
+batch once its layer is read (one set of kernel launches: pays on a GPU); `False` loops over
+layers with the forward pass truncated at each (small batches stay in a CPU's cache: faster on
+a CPU thread, LESSONS.md). Both run the same FLOPs, and images are independent (models in eval
+mode), so both follow the same per-image steps (on this project's CPU, bit for bit).
 """
 from __future__ import annotations
 
@@ -59,12 +61,33 @@ def block_outputs(model: nn.Module, images: torch.Tensor, layers: Sequence[int],
     with autocast(images.device):
         outs = model.forward_intermediates(standardize_unit(images), indices=list(layers), stop_early=True,
                                            **({"prefix_tokens": True} if vit else {}))
+    return [_represent(model, o, representation) for o in outs]
+
+
+def layer_set_outputs(model: nn.Module, images: torch.Tensor, layers: Sequence[int],
+                      representation: str) -> list[torch.Tensor]:
+    """Representations of the equal image sets that make up `images`, set k at layer `layers[k]`
+    (sorted, distinct), in one forward pass in which each set leaves the batch once its layer is
+    read: no block runs on a set past its layer."""
+    n = images.shape[0] // len(layers)
+    outs = []
+    with autocast(images.device):
+        h = standardize_unit(images)
+        for i, stage in enumerate(model.layer_stages()[:layers[-1] + 1]):
+            h = stage(h)
+            if i in layers:
+                out, h = h.split([n, h.shape[0] - n])   # one copy in the backward, unlike two slices
+                outs.append(out)
+    return [_represent(model, o, representation) for o in outs]
+
+
+def _represent(model: nn.Module, out: torch.Tensor, representation: str) -> torch.Tensor:
+    """(N, D) float32 `representation` of one layer's output (ViT tokens with the class token first)."""
     if representation == "tokens":
-        return [o.float().flatten(1) for o in outs]
-    if not vit:   # NCHW feature maps: class token and patch mean are both the spatial mean
-        return [o.float().mean(dim=(2, 3)) for o in outs]
-    prefix = model.num_prefix_tokens
-    return [(o[:, 0] if representation == "cls" else o[:, prefix:].mean(dim=1)).float() for o in outs]
+        return out.float().flatten(1)
+    if not hasattr(model, "cls_token"):   # NCHW feature maps: class token and patch mean are both the spatial mean
+        return out.float().mean(dim=(2, 3))
+    return (out[:, 0] if representation == "cls" else out[:, model.num_prefix_tokens:].mean(dim=1)).float()
 
 
 def _relative_loss(out: torch.Tensor, target: torch.Tensor, target_norm: torch.Tensor) -> torch.Tensor:
@@ -153,8 +176,8 @@ def _optimise(model: nn.Module, representation: str, starts: torch.Tensor, layer
     best, best_loss = x.detach().clone(), torch.full((g * n,), float("inf"), device=x.device)
 
     def losses() -> torch.Tensor:
-        outs = block_outputs(model, x, layers, representation)
-        return torch.cat([_relative_loss(outs[k][k * n:(k + 1) * n], targets[k], norms[k]) for k in range(g)])
+        outs = layer_set_outputs(model, x, layers, representation)
+        return torch.cat([_relative_loss(outs[k], targets[k], norms[k]) for k in range(g)])
 
     for step in range(steps + 1):
         loss = losses()
