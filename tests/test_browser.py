@@ -10,6 +10,7 @@ Screenshots go to $TRANSFERLAB_ARTIFACTS (default .cache/test-artifacts/browser)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -66,6 +67,11 @@ def test_chapter_shows_figures_verdicts_and_resolving_links(page):
     assert not external, f"{page.name}: scripts from the network (the book must read offline): {external}"
     if 'class="math' in page.read_text():
         assert dom.find_all("mjx-container"), f"{page.name}: formulas left as raw TeX (MathJax did not load)"
+    prose = BeautifulSoup(str(dom), "html.parser")
+    for tag in prose(["script", "style", "pre", "code", "mjx-container"]):
+        tag.decompose()
+    raw_tex = re.findall(r"\$[^$\s][^$]*?\$", prose.get_text())
+    assert not raw_tex, f"{page.name}: TeX shown as text (e.g. in a Markdown output): {raw_tex[:3]}"
 
     ids = {tag["id"] for tag in dom.find_all(id=True)}
     broken = []
