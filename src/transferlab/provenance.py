@@ -14,14 +14,16 @@ import torch
 PACKAGES = ("transferlab", "torch", "timm", "numpy", "scikit-learn")
 
 
-def git_commit() -> str:
-    """Commit of the checkout this package was imported from ('+dirty' with local changes)."""
-    here = Path(__file__).resolve().parent
+def git_commit(where: Path | None = None) -> str:
+    """Commit of the checkout `where` (default: the one this package was imported from), with
+    '+dirty' for local changes outside book/: the executed notebooks and tables written there are
+    a run's outputs, so re-rendering the book does not mark its own provenance dirty."""
+    here = where or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)book/"],
+                               cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
