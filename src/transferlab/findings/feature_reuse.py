@@ -92,10 +92,12 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {**pretrain_overrides("cpu"), "target.train": 1_000, "target.val": 500, "target.test": 2_000,
             "finetune.epochs": 3, "speed_fractions": (0.5,), "seeds": 3, "analysis_blocks": (32, 1),
             "eval_images": 500, "bn_batches": 1, "crit_alphas": (0.0, 0.5, 1.0), "checkpoint_epochs": (1.0, 2.0, 4.0)},
-    # One GPU: the zoo's wider, deeper ResNet, more seeds, pair analyses also at b = 1, finer paths and maps.
+    # One GPU: the zoo's wider, deeper ResNet, pair analyses also at b = 1, finer paths and maps, more
+    # test images. Sized for the study's 10-minute budget: 5 seeds, 10 epochs, 51 path points and 11 x 3
+    # criticality draws per module were an estimated 9 min for this chapter alone.
     "gpu": {**pretrain_overrides("gpu"), "target.train": 1_000, "target.val": 500, "target.test": 3_500,
-            "finetune.epochs": 10, "seeds": 5, "eval_images": 2_000, "interp_points": 51, "bn_batches": 4,
-            "crit_alphas": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), "crit_draws": 3,
+            "finetune.epochs": 5, "seeds": 3, "eval_images": 2_000, "interp_points": 25, "bn_batches": 4,
+            "crit_alphas": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "crit_draws": 2,
             "checkpoint_epochs": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)},
 }
 
@@ -199,8 +201,10 @@ def unit_name(init: str, block: int, seed: int, replica: int, checkpoint: str | 
     return f"{init}-{checkpoint or 'scratch'}-b{block}-seed{seed}-r{replica}" + (f"-lr{lr:g}" if lr else "")
 
 
-# Evaluation batch: small batches stay in the CPU cache (about 2x the images/s of 512 for ResNet-8).
-EVAL_BATCH = 128
+def eval_batch(device: str) -> int:
+    """Evaluation batch: on a CPU small batches stay in the cache (about 2x the images/s of 512 for
+    ResNet-8); on a GPU a large one evaluates a path point or criticality draw in a few launches."""
+    return 1024 if torch.device(device).type == "cuda" else 128
 
 
 def initial_model(cfg: FeatureReuseConfig, zoo_run: ZooRun, init: str, checkpoint: str | None, ft_seed: int,
@@ -242,12 +246,12 @@ def finetune_unit(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, in
             ckpt_dir = directory / "train"
             result = train(model, d["train"], dataclasses.replace(cfg.finetune, lr=lr), seed=ft_seed,
                            checkpoint_dir=ckpt_dir, early_checkpoints=cfg.speed_fractions,
-                           on_checkpoint=lambda n, e: {"val_acc": accuracy(model, d["val"], EVAL_BATCH)},
+                           on_checkpoint=lambda n, e: {"val_acc": accuracy(model, d["val"], eval_batch(cfg.device))},
                            desc=f"{directory.name} lr {lr:g}")
             curve = [{k: m[k] for k in ("epoch", "step", "val_acc")}
                      for m in (read_json(ckpt_dir / f"{n}.json") for n in result.checkpoints)]
             _save_state(directory / "final.safetensors", _state(model))
-            preds = predict(model, d["test"], EVAL_BATCH).cpu().numpy()
+            preds = predict(model, d["test"], eval_batch(cfg.device)).cpu().numpy()
             cached_arrays(directory / "test_predictions.npz", lambda: {"predictions": preds})
             test_acc = float((preds == d["test"].labels.cpu().numpy()).mean())
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # only the init and final weights are kept
@@ -340,7 +344,7 @@ def analyse_block(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, bl
 
             eval_data = DeviceData(d["test"].images[:cfg.eval_images], d["test"].labels[:cfg.eval_images])
             probe = models[pt0]
-            kwargs = {"bn_batches": cfg.bn_batches, "batch_size": EVAL_BATCH}
+            kwargs = {"bn_batches": cfg.bn_batches, "batch_size": eval_batch(cfg.device)}
             paths = {}
             for label, (a, b) in (("P-T/P-T", (pt0, pt1)), ("RI-T/RI-T", (ri0, ri1))):
                 lams, errs = error_along_path(probe, final[a], final[b], eval_data, d["train"],
@@ -353,7 +357,7 @@ def analyse_block(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, bl
                                                 cfg.crit_sigma, cfg.crit_draws, seed=seed, **kwargs)
                 criticality[label] = {"modules": modules, "error": errs.tolist(),
                                       "trained_error": error_at(probe, final[k], eval_data, None,
-                                                                batch_size=EVAL_BATCH)}
+                                                                batch_size=eval_batch(cfg.device))}
         return {"block": block, "seed": seed, "mistakes": mistakes, "distances": distances,
                 "layers": layer_names(probe), "cka": cka_maps, "paths": paths, "criticality": criticality,
                 "alphas": list(cfg.crit_alphas), "seconds": timer["seconds"]}
