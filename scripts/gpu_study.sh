@@ -14,7 +14,8 @@
 # Results go to $OUT when it is set (a device machine's return folder), else .cache/study-<profile>/:
 # timings.txt, logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
 # results.tgz.part00, 01, ... (the cache's findings/ and zoo metadata, no weights; `cat` them
-# together) and benchmarks.tgz (the JSON; from the first call only, when a second one resumes).
+# together), benchmarks.tgz (the JSON; from the first call only, when a second one resumes) and,
+# after the study, benchmarks-compile.tgz (the same folder with the training benchmark compiled).
 # The gpu profile also writes its benchmark JSON into benchmarks/results/<device>/ and refreshes
 # book/performance_table.md. To render: `cat results.tgz.part* | tar -xzf - -C ~/.cache/transferlab`, then
 # `make notebooks book PROFILE=gpu`; a zoo run copied without weights counts as finished, so
@@ -99,6 +100,12 @@ for finding in $findings; do
   pack
 done
 printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | tee -a "$dest/timings.txt"
+# Last, what torch.compile adds to the training benchmark (its compile time is in the untimed
+# warm-up; minutes on a CPU, so not in the ci smoke test): benchmarks-compile.tgz.
+if [ "$profile" != ci ]; then
+  step train-compile env TRANSFERLAB_COMPILE=1 "$py" -m benchmarks --only train "${bench_args[@]}" || failed=1
+  tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .
+fi
 printf '%-16s %8s s\n' total "$(seconds_since "$total_start")" | tee -a "$dest/timings.txt"
 pack
 if [ -n "${OUT:-}" ]; then rm -r "$dest/logs"; fi
