@@ -13,7 +13,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported by the lib
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from transferlab.cache import write_json  # noqa: E402
@@ -95,12 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"The '--only' parameter must name benchmarks among {discover()}. Got {unknown} instead.")
     device = resolve_device(args.device)
     print(f"benchmarks on {device} (load average {os.getloadavg()[0]:.2f}); quick={args.quick}", flush=True)
+    failed = []
     for name in names:
         start = time.perf_counter()
-        _, path = run_benchmark(name, args.quick, device, args.out)
+        try:
+            _, path = run_benchmark(name, args.quick, device, args.out)
+        except Exception:   # one broken benchmark must not cost the others (a GPU run is rare here)
+            traceback.print_exc()
+            failed.append(name)
+            print(f"  {name}: FAILED after {time.perf_counter() - start:.1f} s", flush=True)
+            continue
         print(f"  {name}: {time.perf_counter() - start:.1f} s -> {path}", flush=True)
     if args.out.resolve() == RESULTS:  # keep the book's Performance table in step with the results
         from .summarise import write_table
 
         print(f"table: {write_table()}")
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0

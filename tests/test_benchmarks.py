@@ -36,6 +36,25 @@ def test_quick_run_writes_one_valid_json_per_benchmark(tmp_path, capsys):
     assert "quick" in render(load_records(tmp_path))
 
 
+def test_a_failing_benchmark_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    """A GPU run is rare: one benchmark that crashes there must not cost the rest of the run."""
+    import benchmarks.runner as runner
+
+    real, broken = runner.run_benchmark, discover()[0]
+
+    def run_or_fail(name, *args):
+        if name == broken:
+            raise RuntimeError("expected scalar type BFloat16 but found Float")
+        return real(name, *args)
+
+    monkeypatch.setattr(runner, "run_benchmark", run_or_fail)
+    assert main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 1
+    assert {f.name for f in tmp_path.glob("*/*.json")} == {f"{n}-quick.json" for n in discover()[1:]}
+    captured = capsys.readouterr()
+    assert f"{broken}: FAILED" in captured.out and "BFloat16" in captured.err
+    assert f"failed: {broken}" in captured.err
+
+
 def test_check_record_names_what_is_missing():
     with pytest.raises(ValueError, match="'provenance'"):
         check_record({"schema": 1, "name": "x", "device": "cpu", "cases": []})
