@@ -73,14 +73,19 @@ step() {
 # Packed after every step, so that a run stopped at the device's time limit still returns what
 # it finished.
 pack() {
+  local dirs
   rm -f "$dest"/results.tgz.part*
+  if [ -n "${OUT:-}" ]; then tar -czf "$dest/logs.tgz" -C "$dest" logs; fi
+  dirs=$(cd "$cache" 2>/dev/null && ls -d findings zoo 2>/dev/null || true)
+  [ -n "$dirs" ] || return 0   # nothing computed yet (tar refuses an empty archive)
+  # shellcheck disable=SC2086  # the folder names are two plain words
   tar -czf - -C "$cache" --exclude='*.safetensors' --exclude='*.pt' --exclude='*-features.npz' \
     --exclude='inv-ft-*.npz' --exclude='inv-pt-seed[1-9]*.npz' --exclude='inv-pt-ep*.npz' \
-    $(cd "$cache" && ls -d findings zoo 2>/dev/null) | split -b 15M -d - "$dest/results.tgz.part"
-  if [ -n "${OUT:-}" ]; then tar -czf "$dest/logs.tgz" -C "$dest" logs; fi
+    $dirs | split -b 15M -d - "$dest/results.tgz.part"
 }
 
 echo "study: profile $profile, cache $cache, results in $dest"
+step info "$py" -m transferlab info || failed=1   # versions (the GPU image's timm and pandas), device
 findings=$("$py" -c 'from transferlab.findings import FINDINGS; print(" ".join(FINDINGS))')
 failed=0
 # The benchmarks first: a few minutes that measure what the study's speed claims rest on, returned
@@ -90,9 +95,9 @@ bench_done="$cache/benchmarks-$profile.done"
 if [ -n "${OUT:-}" ] && [ -f "$bench_done" ]; then
   echo "benchmarks: measured and returned by an earlier call on this machine"
 else
-  step benchmarks "$py" -m benchmarks "${bench_args[@]}" || failed=1
+  step benchmarks "$py" -m benchmarks "${bench_args[@]}" || failed=1   # a failed one is logged, the rest run
   tar -czf "$dest/benchmarks.tgz" -C "$bench_dir" .
-  if [ -n "${OUT:-}" ] && [ $failed = 0 ]; then mkdir -p "$cache" && touch "$bench_done"; fi
+  if [ -n "${OUT:-}" ]; then mkdir -p "$cache" && touch "$bench_done"; fi
 fi
 study_start=$(date +%s.%N)
 for finding in $findings; do

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-PACKAGES = ("transferlab", "torch", "timm", "numpy", "scikit-learn")
+PACKAGES = ("transferlab", "torch", "timm", "numpy", "scikit-learn", "pandas")
 
 
 def git_commit(where: Path | None = None) -> str:
