@@ -71,18 +71,23 @@ step() {
 # What the chapters render from, without what only a recomputation reads: weights, optimizer
 # states, features (their spectra are cached) and STIR inversions (their maps are cached; chapter
 # 01 shows seed 0's pretrained ones). Parts of at most 15 MiB, the device tool's file limit.
-# Packed after every step, so that a run stopped at the device's time limit still returns what
-# it finished.
+# Packed every minute while the findings run and once at the end, so that a run stopped at the
+# device's time limit still returns what it finished and how far each finding got (logs.tgz).
+# Written beside the last pack and moved over it, so a stop during a pack leaves the last one.
 pack() {
-  local dirs
-  rm -f "$dest"/results.tgz.part*
-  if [ -n "${OUT:-}" ]; then tar -czf "$dest/logs.tgz" -C "$dest" logs; fi
+  local dirs tmp="$dest/.pack"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  if [ -n "${OUT:-}" ]; then tar -czf "$tmp/logs.tgz" -C "$dest" logs; fi
   dirs=$(cd "$cache" 2>/dev/null && ls -d findings zoo 2>/dev/null || true)
-  [ -n "$dirs" ] || return 0   # nothing computed yet (tar refuses an empty archive)
-  # shellcheck disable=SC2086  # the folder names are two plain words
-  tar -czf - -C "$cache" --exclude='*.tmp' --exclude='*.safetensors' --exclude='*.pt' --exclude='*-features.npz' \
-    --exclude='inv-ft-*.npz' --exclude='inv-pt-seed[1-9]*.npz' --exclude='inv-pt-ep*.npz' \
-    $dirs | split -b 15M -d - "$dest/results.tgz.part"
+  if [ -n "$dirs" ]; then   # (tar refuses an empty archive: nothing computed yet)
+    # shellcheck disable=SC2086  # the folder names are two plain words
+    tar -czf - -C "$cache" --exclude='*.tmp' --exclude='*.safetensors' --exclude='*.pt' --exclude='*-features.npz' \
+      --exclude='inv-ft-*.npz' --exclude='inv-pt-seed[1-9]*.npz' --exclude='inv-pt-ep*.npz' \
+      $dirs | split -b 15M -d - "$tmp/results.tgz.part"
+  fi
+  rm -f "$dest"/results.tgz.part*
+  if compgen -G "$tmp/*" > /dev/null; then mv "$tmp"/* "$dest"/; fi
+  rmdir "$tmp"
 }
 
 echo "study: profile $profile, cache $cache, results in $dest"
@@ -104,22 +109,34 @@ fi
 # Their many small runs are launch-bound and leave a GPU mostly idle, so side by side one
 # process's kernels fill the gaps between another's launches, and their CPU work (probes, glyph
 # rendering) spreads over the host's cores, a share of which each process gets. A pretraining run
-# two of them need is trained once: the other waits on its lock file in the cache. Packed as each
-# one ends (a pack that meets a file being written is retried at the next).
+# two of them need is trained once: the other waits on its lock file in the cache. A pack that
+# meets a file being written is redone a minute later; the last one runs after all have ended.
 study_start=$(date +%s.%N)
+stop_packing=$(mktemp -u /tmp/gpu-study-stop.XXXXXX)
+pack_every_minute() {   # until $stop_packing exists; checked every 5 s, so it stops soon after
+  local ticks=0
+  while [ ! -e "$stop_packing" ]; do
+    sleep 5
+    ticks=$((ticks + 1))
+    if [ $((ticks % 12)) = 0 ]; then pack > /dev/null 2>&1 || true; fi
+  done
+}
+pack_every_minute &
+packer=$!
 first_wave=$(tr ' ' '\n' <<< "$findings" | grep -vx cross | tr '\n' ' ')
 threads=$(( $(nproc) / $(wc -w <<< "$first_wave") )); [ "$threads" -ge 1 ] || threads=1
+pids=()
 for finding in $first_wave; do
   OMP_NUM_THREADS=$threads step "$finding" "$py" -m transferlab run "$finding" --profile "$profile" &
+  pids+=($!)
 done
-for _ in $first_wave; do
-  wait -n || failed=1
-  pack || true
-done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 if grep -qw cross <<< "$findings"; then
   step cross "$py" -m transferlab run cross --profile "$profile" || failed=1
-  pack
 fi
+touch "$stop_packing" && wait "$packer" || true
+rm -f "$stop_packing"
+pack
 printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | tee -a "$dest/timings.txt"
 # Last, what torch.compile adds to the training benchmark (its compile time is in the untimed
 # warm-up; minutes on a CPU, so not in the ci smoke test): benchmarks-compile.tgz.
