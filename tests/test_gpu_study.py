@@ -1,0 +1,52 @@
+"""scripts/gpu_study.sh, the one command a lent GPU machine runs, on the ci profile as on a lent
+machine ($OUT set, a fresh cache): it times every finding, returns their results without the
+weights, and those results render on another machine without training anything again."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from transferlab.findings import FINDINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # the whole ci study, once: about 1.5 min on 2 cores
+
+
+def _env(cache: Path, **extra: str) -> dict:
+    return {**os.environ, "TRANSFERLAB_CACHE": str(cache), "PYTHON": sys.executable, "TQDM_DISABLE": "1", **extra}
+
+
+def test_gpu_study_returns_results_that_render_elsewhere_without_retraining(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["bash", "scripts/gpu_study.sh", "ci"], cwd=ROOT, capture_output=True, text=True,
+                          env=_env(tmp_path / "device-cache", OUT=str(out)), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    timed = {line.split()[0] for line in (out / "timings.txt").read_text().splitlines()}
+    assert {"info", "benchmarks", *FINDINGS, "study", "total"} <= timed
+    assert not (out / "logs").exists() and (out / "logs.tgz").is_file(), "logs come back as one file"
+
+    returned = tmp_path / "returned-cache"
+    returned.mkdir()
+    for part in sorted(out.glob("results.tgz.part*")):
+        assert part.stat().st_size <= 15 * 2**20
+    archive = b"".join(part.read_bytes() for part in sorted(out.glob("results.tgz.part*")))
+    (tmp_path / "results.tgz").write_bytes(archive)
+    with tarfile.open(tmp_path / "results.tgz") as tar:
+        names = tar.getnames()
+        tar.extractall(returned, filter="data")
+    assert names and not [n for n in names if n.endswith((".safetensors", ".pt", ".tmp"))], "no weights, no temp files"
+
+    # Rendering needs only what came back: the cross-findings chapter reads the units of every other
+    # finding; computing any of them again would write weights into the returned cache.
+    proc = subprocess.run([sys.executable, "-m", "transferlab", "run", "cross", "--profile", "ci"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env(returned), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(returned.rglob("*.safetensors")), "a returned result was computed again"
