@@ -3,7 +3,9 @@
 (what the library does: every zoo run and fine-tuning trains on its own).
 
 Both do the same work: per seed, the same batches, cross-entropy, AdamW on all weights, under
-the library's autocast. A vmapped step turns S small matrix products into one batched one,
+the library's precision (bf16 autocast on CUDA, fp32 on a CPU). Where the vmapped step fails
+under bf16 (torch.func's batch-norm rule pairs a bf16 weight with fp32 running statistics, which
+a CPU rejects and a GPU may), both are measured in fp32 and the row says so. A vmapped step turns S small matrix products into one batched one,
 which pays where kernels are too small to fill the device (a GPU) and not where each one
 already keeps the cores busy (a CPU thread). The library adopts it only where this ratio is
 above 1, on the device measured.
@@ -21,7 +23,6 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from transferlab.config import ModelConfig
 from transferlab.models import create_model
-from transferlab.train import autocast
 
 from .common import case, compare
 
@@ -39,11 +40,17 @@ def _cases(device: str, quick: bool) -> list[tuple[str, ModelConfig, int, int]]:
             ("resnet8", ModelConfig(arch="resnet", width=16, depth=8), 128, 6)]
 
 
-def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int,
-          device: str) -> tuple[Callable[[], None], Callable[[], None], list[nn.Module], dict]:
+def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: str,
+          bf16: bool | None = None) -> tuple[Callable[[], None], Callable[[], None], list[nn.Module], dict]:
     """(vmapped, one_after_another, the separate models, the stacked parameters): both callables
-    train from the same initial weights on the same batches."""
+    train from the same initial weights on the same batches, under bf16 autocast if `bf16`
+    (default: on CUDA, as the library trains)."""
     dev = torch.device(device)
+    bf16 = dev.type == "cuda" if bf16 is None else bf16
+
+    def precision():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+
     models = []
     for seed in range(seeds):
         torch.manual_seed(seed)
@@ -60,14 +67,14 @@ def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int,
         for model, opt, s in zip(models, optimizers, range(seeds)):
             model.train()
             for t in range(steps):
-                with autocast(dev):
+                with precision():
                     loss = F.cross_entropy(model(x[t, s]), y[t, s])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
 
     def loss_of(p: dict, b: dict, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with autocast(dev):
+        with precision():
             return F.cross_entropy(functional_call(skeleton, (p, b), (images,)), labels)
 
     step = vmap(grad_and_value(loss_of), randomness="different")
@@ -86,15 +93,21 @@ def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int,
 
 
 def seeds_case(name: str, model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: str,
-               quick: bool) -> dict:
-    vmapped, one_after_another, _, _ = build(model_cfg, batch, steps, seeds, device)
-    if not quick:
+               quick: bool, bf16: bool | None = None) -> dict:
+    """One row; `bf16` as in `build`, falling back to fp32 on both sides where the vmapped step fails."""
+    vmapped, one_after_another, _, _ = build(model_cfg, batch, steps, seeds, device, bf16)
+    precision = "bf16 autocast" if (torch.device(device).type == "cuda" if bf16 is None else bf16) else "fp32"
+    try:
+        vmapped()   # the warm-up: fails at once where vmap has no rule for this precision
+    except RuntimeError as err:
+        precision = f"fp32 (the vmapped step failed under bf16 autocast: {str(err).splitlines()[0]})"
+        vmapped, one_after_another, _, _ = build(model_cfg, batch, steps, seeds, device, bf16=False)
         vmapped()
-        one_after_another()
+    one_after_another()
     ours_m, base_m = compare(vmapped, one_after_another, device, repeats=1 if quick else 3)
     return case(name, f"{seeds} seeds x {steps} training steps: vmapped vs one after another", ours_m, base_m,
                 items=seeds * steps * batch, device=device, target=None, seeds=seeds, batch_size=batch,
-                model=vars(model_cfg), default_path="one after another")
+                model=vars(model_cfg), default_path="one after another", precision=precision)
 
 
 def run(quick: bool, device: str) -> dict:

@@ -84,6 +84,21 @@ def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag):
     assert compiled == ([model] if flag else [])
 
 
+def test_seeds_benchmark_falls_back_to_fp32_where_the_vmapped_step_fails_under_bf16():
+    """On this CPU torch.func's batch-norm rule rejects bf16 (the GPU run may too): the row is
+    measured in fp32 on both sides and says why, instead of the benchmark being lost."""
+    from benchmarks.bench_seeds import seeds_case
+    from transferlab.config import ModelConfig
+
+    row = seeds_case("resnet", ModelConfig(arch="resnet", width=8, depth=8), batch=8, steps=2, seeds=2,
+                     device="cpu", quick=True, bf16=True)
+    assert row["precision"].startswith("fp32 (the vmapped step failed under bf16 autocast: "), row["precision"]
+    assert row["speedup"] > 0
+    plain = seeds_case("resnet", ModelConfig(arch="resnet", width=8, depth=8), batch=8, steps=2, seeds=2,
+                       device="cpu", quick=True)
+    assert plain["precision"] == "fp32"   # a CPU trains in fp32, as the library does
+
+
 def test_seeds_benchmark_compares_the_same_training():
     """The vmapped and the one-after-another paths of bench_seeds update every seed's weights alike."""
     import torch
