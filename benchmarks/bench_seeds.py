@@ -5,9 +5,9 @@
 Both do the same work: per seed, the same batches, cross-entropy, AdamW on all weights, under
 the library's precision (bf16 autocast on CUDA, fp32 on a CPU). Where the vmapped step fails
 under bf16 (torch.func's batch-norm rule pairs a bf16 weight with fp32 running statistics, which
-a CPU rejects and a GPU may), both are measured in fp32 and the row says so. A vmapped step turns S small matrix products into one batched one,
-which pays where kernels are too small to fill the device (a GPU) and not where each one
-already keeps the cores busy (a CPU thread). The library adopts it only where this ratio is
+a CPU rejects and a GPU may), both are measured in fp32 and the row says so. A vmapped step
+turns S small matrix products into one batched one, which pays where kernels are too small to
+fill the device (a GPU) and not where each one already keeps the cores busy (a CPU thread). The library adopts it only where this ratio is
 above 1, on the device measured.
 """
 from __future__ import annotations
@@ -95,8 +95,9 @@ def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: st
 def seeds_case(name: str, model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: str,
                quick: bool, bf16: bool | None = None) -> dict:
     """One row; `bf16` as in `build`, falling back to fp32 on both sides where the vmapped step fails."""
+    bf16 = torch.device(device).type == "cuda" if bf16 is None else bf16
     vmapped, one_after_another, _, _ = build(model_cfg, batch, steps, seeds, device, bf16)
-    precision = "bf16 autocast" if (torch.device(device).type == "cuda" if bf16 is None else bf16) else "fp32"
+    precision = "bf16 autocast" if bf16 else "fp32"
     try:
         vmapped()   # the warm-up: fails at once where vmap has no rule for this precision
     except RuntimeError as err:

@@ -53,10 +53,12 @@ class CifarResNet(nn.Module):
                               stop_early: bool = False) -> list[torch.Tensor]:
         """Output of the stem (index 0) and of every block (NCHW); only `indices` if given,
         and with `stop_early` no block past the deepest of them runs."""
-        outs = [self.stem(x)]
-        last = max(indices) if indices is not None and stop_early else len(self.blocks)
-        for block in self.blocks[:last]:
-            outs.append(block(outs[-1]))
+        stages = self.layer_stages()
+        last = max(indices) + 1 if indices is not None and stop_early else len(stages)
+        outs = []
+        for stage in stages[:last]:
+            x = stage(x)
+            outs.append(x)
         return outs if indices is None else [outs[i] for i in indices]
 
     def layer_stages(self) -> list[nn.Module]:
