@@ -25,8 +25,9 @@ set -euo pipefail
 
 profile="${1:-gpu}"
 cd "$(dirname "$0")/.."
-# On a lent GPU machine there is no .venv: its python3 (torch, timm, scikit-image, ... already
-# there) runs the library from src/, with the wheels scripts/device_wheels.sh put in .whl/.
+# On a lent GPU machine there is no .venv: its python3 (torch, scikit-image, ... already there)
+# runs the library from src/, with the wheels scripts/device_wheels.sh put in .whl/ (mlxtend, and
+# timm at its pin) ahead of its own packages.
 if [ -x .venv/bin/python ]; then default_py=.venv/bin/python; else default_py=python3; fi
 py="${PYTHON:-$default_py}"
 if compgen -G ".whl/*.whl" > /dev/null; then
