@@ -35,6 +35,11 @@ CONFIG_CASES = [
     ("fe_vs_ft", "ci", {"spectral_energy": 1.5}, "The 'spectral_energy' parameter must be a float"),
     ("fe_vs_ft", "ci", {"target_train": 5}, "The 'target.train' parameter must be an int in the range [10,"),
     ("fe_vs_ft", "ci", {"pretrain.early_checkpoints": (1.5,)}, "The 'pretrain.early_checkpoints' parameter"),
+    # checkpoints inside epoch 1 that would share a step, or be its last (ci zoo: 600 images of 64, 9 steps)
+    ("fe_vs_ft", "ci", {"pretrain.early_checkpoints": (0.45, 0.5)},
+     "The 'pretrain.early_checkpoints' parameter must put each checkpoint on its own step"),
+    ("fe_vs_ft", "ci", {"pretrain.early_checkpoints": (0.98,)}, "which has 9 step(s) here (0.98 of it rounds to step 9)"),
+    ("feature_reuse", "ci", {"speed_fractions": (0.25, 0.3)}, "The 'speed_fractions' parameter must put each"),
     ("lpft_ood", "ci", {"severity": 6}, "The 'severity' parameter must be an int in the range [1, 5]"),
     ("lpft_ood", "ci", {"ood_size": 10_000}, "The 'ood_size' parameter must be at most 'target.test'"),
     ("feature_reuse", "ci", {"eval_images": 100_000}, "The 'eval_images' parameter must be at most"),

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from transferlab.config import ModelConfig, TrainConfig
+from transferlab.config import ModelConfig, ParameterError, TrainConfig
 from transferlab.data.device import DeviceData, random_translate, standardize
 from transferlab.models import create_model
-from transferlab.train import accuracy, train
+from transferlab.train import accuracy, early_checkpoint_steps, train
 
 CFG = TrainConfig(epochs=3, batch_size=64, lr=3e-3)
 
@@ -17,6 +17,26 @@ def test_standardize_is_per_image():
     z = standardize(x)
     assert torch.allclose(z.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5)
     assert torch.allclose(z.std(dim=(1, 2, 3)), torch.ones(4), atol=0.01)
+
+
+def test_early_checkpoints_land_on_their_own_steps_inside_epoch_1():
+    assert early_checkpoint_steps((0.5, 0.25, 1.0, 2.0), steps=8) == {2: 0.25, 4: 0.5}  # whole epochs are not early
+    assert early_checkpoint_steps((0.1,), steps=8) == {1: 0.1}                           # never step 0
+    with pytest.raises(ParameterError, match=r"'speed_fractions'.*2 step\(s\) here \(0.5 of it rounds to step 1\)"):
+        early_checkpoint_steps((0.25, 0.5), steps=2, parameter="speed_fractions")       # both on step 1
+    with pytest.raises(ParameterError, match="rounds to step 8"):
+        early_checkpoint_steps((0.95,), steps=8)                                        # that is 'ep1'
+
+
+def test_train_refuses_colliding_early_checkpoints_before_any_step(stripes, tmp_path):
+    data = DeviceData.from_arrays(stripes, "cpu")
+    model = create_model(ModelConfig(), stripes.num_classes)
+    before = copy.deepcopy(model.state_dict())
+    two_steps = TrainConfig(epochs=1, batch_size=len(stripes.labels) // 2)
+    with pytest.raises(ParameterError, match="'early_checkpoints'"):
+        train(model, data, two_steps, seed=0, checkpoint_dir=tmp_path, early_checkpoints=(0.25, 0.5))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not list(tmp_path.iterdir())
 
 
 def test_random_translate_shifts_content_within_bounds():

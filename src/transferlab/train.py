@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .cache import atomic_write, read_json, write_json
-from .config import TrainConfig
+from .config import ParameterError, TrainConfig
 from .data.device import DeviceData, batches, random_translate, standardize, steps_per_epoch
 
 # Denormal floats (tiny weights and gradients late in training) make CPU arithmetic 2-3x slower
@@ -72,6 +72,26 @@ def warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def early_checkpoint_steps(fractions: Sequence[float], steps: int,
+                           parameter: str = "early_checkpoints") -> dict[int, float]:
+    """{step of epoch 1: fraction} for the checkpoints saved inside the first epoch (fractions < 1).
+
+    Refuses fractions that round to one step, or to the epoch's last step (that is 'ep1'): one
+    of them would be lost, or saved under a name its weights do not match, and the finding
+    reading it would fail or compare a checkpoint with itself after all the training.
+    """
+    early: dict[int, float] = {}
+    for fraction in sorted(f for f in fractions if f < 1.0):
+        step = max(1, int(round(fraction * steps)))
+        if step >= steps or step in early:
+            raise ParameterError(
+                f"The '{parameter}' parameter must put each checkpoint on its own step before the end of "
+                f"epoch 1, which has {steps} step(s) here ({fraction:g} of it rounds to step {step}): use fewer "
+                f"or further apart fractions, more images or a smaller batch_size. Got {tuple(fractions)!r} instead.")
+        early[step] = fraction
+    return early
 
 
 class _AllBatchNormsRan(Exception):
@@ -182,7 +202,7 @@ def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps, cfg.warmup_frac))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    early = {max(1, int(round(f * steps))): f for f in early_checkpoints if f < 1.0}
+    early = early_checkpoint_steps(early_checkpoints, steps)
     done, aug_state, partial_loss, result = 0, None, None, TrainResult()
     if checkpoint_dir is not None:
         done, aug_state, partial_loss, result = _resume(checkpoint_dir, model, optimizer, schedule)

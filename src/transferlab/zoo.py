@@ -18,12 +18,12 @@ from torch import nn
 
 from .cache import atomic_write, cache_root, read_json, write_json
 from .config import ParameterError, PretrainConfig, config_hash, to_dict
-from .data.device import DeviceData
+from .data.device import DeviceData, steps_per_epoch
 from .data.store import load_source
 from .hub import HubRun, is_hub
-from .models import create_model
+from .models import check_model, create_model
 from .provenance import provenance, stopwatch
-from .train import accuracy, load_weights, train
+from .train import accuracy, early_checkpoint_steps, load_weights, train
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,14 @@ def _finished(path: Path) -> bool:
         return True
     shutil.rmtree(path)
     return False
+
+
+def check_pretrain(cfg: PretrainConfig) -> None:
+    """Raise ParameterError, before any compute, for a run the zoo could not train as configured."""
+    check_model(cfg.model)
+    if not is_hub(cfg.source):
+        early_checkpoint_steps(cfg.early_checkpoints, steps_per_epoch(cfg.source_size, cfg.train.batch_size),
+                               "pretrain.early_checkpoints")
 
 
 def _train_run(cfg: PretrainConfig, seed: int, device: str, path: Path) -> None:

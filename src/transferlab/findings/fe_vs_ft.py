@@ -23,14 +23,13 @@ from ..data.device import DeviceData
 from ..data.store import load_target
 from ..hub import refuse_hub_source
 from ..metrics.spectrum import normalised_similarity, project, spectrum
-from ..models import check_model
 from ..probe import fit_linear_probe
 from ..profiles import pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..stats import verdict_row as _row
 from ..train import accuracy, extract_features, train
-from ..zoo import ZooRun, pretrain
+from ..zoo import ZooRun, check_pretrain, pretrain
 
 NAME = "fe_vs_ft"
 
@@ -69,7 +68,7 @@ def config(profile: str = "cpu", **params: Any) -> FeVsFtConfig:
     cfg = resolve_config(FeVsFtConfig(), PROFILES, profile, params, finding="finding 02")
     refuse_hub_source(cfg.pretrain.source, "finding 02", "it needs a checkpoint of every pretraining epoch, and a "
                       "hub model has only its final weights")
-    check_model(cfg.pretrain.model)
+    check_pretrain(cfg.pretrain)
     return cfg
 
 

@@ -24,20 +24,20 @@ from scipy.stats import spearmanr
 from ..cache import atomic_write, cache_root, cached_arrays, cached_json, read_json
 from ..config import (Float, Floats, Int, Ints, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
                       config_hash, param, resolve_config, to_dict)
-from ..data.device import DeviceData, standardize
+from ..data.device import DeviceData, standardize, steps_per_epoch
 from ..data.shuffle import BlockShuffle, check_block
 from ..data.store import load_target
 from ..hub import refuse_hub_source
 from ..metrics.agreement import independent_jaccard, mistake_jaccard
 from ..metrics.cka import MinibatchCKA, gram_matrices
 from ..metrics.landscape import criticality_map, error_at, error_along_path, loss_barrier, module_groups
-from ..models import check_model, create_model
+from ..models import create_model
 from ..profiles import pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..stats import verdict_row as _row
-from ..train import accuracy, channels_last, load_weights, predict, train
-from ..zoo import ZooRun, pretrain
+from ..train import accuracy, channels_last, early_checkpoint_steps, load_weights, predict, train
+from ..zoo import ZooRun, check_pretrain, pretrain
 
 NAME = "feature_reuse"
 IMAGE_SIZE = 32
@@ -106,7 +106,7 @@ def config(profile: str = "cpu", **params: Any) -> FeatureReuseConfig:
     cfg = resolve_config(FeatureReuseConfig(), PROFILES, profile, params, finding="finding 03")
     refuse_hub_source(cfg.pretrain.source, "finding 03", "it compares block outputs of the study's own "
                       "architectures and pretraining checkpoints across epochs")
-    check_model(cfg.pretrain.model)
+    check_pretrain(cfg.pretrain)
     for b in cfg.blocks:
         check_block(b, IMAGE_SIZE, "blocks")
     if IMAGE_SIZE not in cfg.blocks:
@@ -123,6 +123,8 @@ def config(profile: str = "cpu", **params: Any) -> FeatureReuseConfig:
         raise ParameterError(f"The 'checkpoint_epochs' parameter must name saved pretraining checkpoints before "
                              f"the final epoch {final:g} (whole epochs, or fractions in "
                              f"{list(cfg.pretrain.early_checkpoints)}). Got {cfg.checkpoint_epochs!r} instead.")
+    early_checkpoint_steps(cfg.speed_fractions, steps_per_epoch(cfg.target.train, cfg.finetune.batch_size),
+                           "speed_fractions")
     recorded = set(cfg.speed_fractions) | set(range(1, cfg.finetune.epochs + 1))
     if cfg.speed_epoch not in recorded:
         raise ParameterError(f"The 'speed_epoch' parameter must be a recorded point of training "

@@ -30,12 +30,12 @@ from ..data.device import DeviceData
 from ..data.store import load_target
 from ..hub import refuse_hub_source
 from ..metrics.stir import OPTIMIZERS, REPRESENTATIONS, STARTS, Inversions, invert, noise_baseline, stir_map
-from ..models import check_model, create_model
+from ..models import create_model
 from ..profiles import ZOO_VIT, pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate, mean_ci, verdict_above, verdict_row
 from ..train import accuracy, train
-from ..zoo import ZooRun, pretrain
+from ..zoo import ZooRun, check_pretrain, pretrain
 
 NAME = "invariance"
 MIN_SOURCE_ACC = 0.5     # a pretrained model below this did not learn: no evidence either way
@@ -90,7 +90,7 @@ def config(profile: str = "cpu", **params: Any) -> InvarianceConfig:
     if cfg.pretrain.model.arch != "vit":
         raise ParameterError(f"The 'pretrain.model.arch' parameter must be 'vit' for finding 01 (an invariance "
                              f"study of vision transformers). Got {cfg.pretrain.model.arch!r} instead.")
-    check_model(cfg.pretrain.model)
+    check_pretrain(cfg.pretrain)
     depth = cfg.pretrain.model.depth
     if any(i >= depth for i in cfg.layers):
         raise ParameterError(f"The 'layers' parameter must hold block indices in [0, {depth - 1}] (the ViT has "

@@ -28,13 +28,12 @@ from ..data.real import check_available
 from ..data.shifts import COVERED, SHIFTS, UNSEEN, ShiftNames, normalised_severity, shift_data
 from ..data.store import load_target
 from ..metrics.distortion import feature_distortion
-from ..models import check_model
 from ..probe import LinearProbe, fit_linear_probe
 from ..profiles import pretrain_overrides
 from ..provenance import provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..train import accuracy, extract_features, train
-from ..zoo import ZooRun, pretrain
+from ..zoo import ZooRun, check_pretrain, pretrain
 
 NAME = "lpft_ood"
 METHODS = ("LP", "FT", "LP-FT")
@@ -97,7 +96,7 @@ def config(profile: str = "cpu", **params: Any) -> LpFtConfig:
     """The validated config of a profile with papermill/CLI parameters applied (None = profile value)."""
     default = apply_overrides(LpFtConfig(), {"pretrain.source": SOURCE})
     cfg = resolve_config(default, PROFILES, profile, params, finding="finding 04")
-    check_model(cfg.pretrain.model)
+    check_pretrain(cfg.pretrain)
     _check_shifts(cfg)
     return cfg
 
