@@ -28,6 +28,8 @@ def test_zoo_parameters_reach_every_finding():
     assert cfg.seeds == cfg.fe_vs_ft.seeds == cfg.feature_reuse.seeds == 3
     assert cfg.fe_vs_ft.pretrain.train.epochs == cfg.lpft_ood.pretrain.train.epochs == 3
     assert cfg.feature_reuse.checkpoint_epochs == (1.0, 2.0) and cfg.invariance.steps == 7
+    cfg = cross.config("ci", device="cpu", **{"pretrain.train.batch_size": 32})   # any other zoo setting
+    assert {c.pretrain.train.batch_size for c in (cfg.fe_vs_ft, cfg.feature_reuse, cfg.lpft_ood, cfg.invariance)} == {32}
 
 
 @pytest.mark.parametrize("params, message", [
@@ -36,6 +38,9 @@ def test_zoo_parameters_reach_every_finding():
     ({"stir_images": 10_000}, "The 'stir_images' parameter must be at most"),
     ({"bootstrap": 3}, "The 'bootstrap' parameter must be an int"),
     ({"stir_stepz": 3}, "Unknown parameter 'stir_stepz'"),
+    # one zoo for all four: a finding's own pretraining setting would mislabel its cached units
+    ({"lpft_ood.pretrain.train.epochs": 3}, "The 'lpft_ood.pretrain.train.epochs' parameter cannot be set for one"),
+    ({"fe_vs_ft.pretrain.model.width": 32}, r"set 'pretrain.model.width' \(all four\)"),
 ])
 def test_bad_parameters_fail_with_one_line(params, message):
     params = {"profile": "ci", "device": "cpu", **params}

@@ -19,6 +19,7 @@ percentile-bootstrap CIs, and the relations pre-registered in RELATIONS.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from ..cache import cache_root, cached_json
-from ..config import Int, ParameterError, config_hash, param, resolve_config, to_dict
+from ..config import Int, ParameterError, PretrainConfig, config_hash, field_paths, param, resolve_config, to_dict
 from ..data.device import DeviceData
 from ..data.shifts import COVERED, SHIFTS
 from ..data.store import load_target
@@ -91,9 +92,11 @@ def config(profile: str = "cpu", seeds: int | None = None, pretrain_epochs: int 
            source_size: int | None = None, width: int | None = None, depth: int | None = None,
            checkpoint_epochs: tuple | None = None, device: str = "auto", **params: Any) -> CrossConfig:
     """The findings' configs of `profile` on the shared zoo, with the zoo parameters passed to each
-    (so their cached units are found) and the cross analysis' own `params` applied."""
+    (so their cached units are found) and the cross analysis' own `params` applied. Any other
+    pretraining setting is given as 'pretrain.<name>' and likewise reaches all four findings."""
     zoo = {"seeds": seeds, "pretrain_epochs": pretrain_epochs, "source_size": source_size, "width": width,
-           "depth": depth, "device": device}
+           "depth": depth, "device": device,
+           **{k: params.pop(k) for k in list(params) if k.startswith("pretrain.")}}
     fe = fe_vs_ft.config(profile, **zoo)
     reuse = feature_reuse.config(profile, checkpoint_epochs=checkpoint_epochs, **zoo)
     lpft = dataclasses.replace(lpft_ood.config(profile, seeds=seeds, shifts=COVERED_SHIFTS, device=device),
@@ -103,10 +106,25 @@ def config(profile: str = "cpu", seeds: int | None = None, pretrain_epochs: int 
     default = CrossConfig(fe_vs_ft=fe, feature_reuse=reuse, lpft_ood=lpft, invariance=inv, seeds=fe.seeds,
                           device=device)
     cfg = resolve_config(default, PROFILES, profile, params, finding="the cross-findings chapter", aliases=ALIASES)
+    check_one_zoo(cfg, fe.pretrain)
     if cfg.invariance.images > reuse.target.test:
         raise ParameterError(f"The 'stir_images' parameter must be at most target.test ({reuse.target.test}): the "
                              f"inverted images are test images. Got {cfg.invariance.images} instead.")
     return cfg
+
+
+def check_one_zoo(cfg: CrossConfig, zoo: PretrainConfig) -> None:
+    """Refuse a pretraining setting given to one finding alone ('lpft_ood.pretrain.<name>'): `run`
+    reads every finding on one zoo, so that finding's cached units would name a zoo they were not
+    fine-tuned from."""
+    for name in ("fe_vs_ft", "feature_reuse", "lpft_ood", "invariance"):
+        own = getattr(cfg, name).pretrain
+        for path in field_paths(own):
+            value = functools.reduce(getattr, path.split("."), own)
+            if value != functools.reduce(getattr, path.split("."), zoo):
+                raise ParameterError(f"The '{name}.pretrain.{path}' parameter cannot be set for one finding: the "
+                                     f"cross-findings chapter reads all four on one pretraining zoo; set "
+                                     f"'pretrain.{path}' (all four). Got {value!r} instead.")
 
 
 # ---------------------------------------------------------------- results
