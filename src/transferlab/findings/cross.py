@@ -94,9 +94,10 @@ def config(profile: str = "cpu", seeds: int | None = None, pretrain_epochs: int 
     """The findings' configs of `profile` on the shared zoo, with the zoo parameters passed to each
     (so their cached units are found) and the cross analysis' own `params` applied. Any other
     pretraining setting is given as 'pretrain.<name>' and likewise reaches all four findings."""
+    pretraining = {k: v for k, v in params.items() if k.startswith("pretrain.")}
+    params = {k: v for k, v in params.items() if k not in pretraining}
     zoo = {"seeds": seeds, "pretrain_epochs": pretrain_epochs, "source_size": source_size, "width": width,
-           "depth": depth, "device": device,
-           **{k: params.pop(k) for k in list(params) if k.startswith("pretrain.")}}
+           "depth": depth, "device": device, **pretraining}
     fe = fe_vs_ft.config(profile, **zoo)
     reuse = feature_reuse.config(profile, checkpoint_epochs=checkpoint_epochs, **zoo)
     lpft = dataclasses.replace(lpft_ood.config(profile, seeds=seeds, shifts=COVERED_SHIFTS, device=device),
