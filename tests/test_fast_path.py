@@ -1,0 +1,139 @@
+"""The CUDA fast path (bf16 autocast, channels_last training, fused optimizer), run on the CPU.
+
+No GPU takes part in the tests, so without these its code would first run on a lent GPU, where
+a crash costs the study's whole device time. Adding "cpu" to FAST_PATH_DEVICE_TYPES runs the
+same code here: only the kernels differ (bf16 is emulated and slow on this CPU, so the models
+are tiny).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transferlab import train as train_module
+from transferlab.config import ModelConfig, TrainConfig
+from transferlab.data.device import DeviceData
+from transferlab.findings import cross, invariance
+from transferlab.metrics.stir import invert
+from transferlab.models import create_model
+from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from transferlab.train import extract_features, fast_path, predict, train
+
+CFG = TrainConfig(epochs=3, batch_size=64, lr=3e-3)
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+
+
+@pytest.fixture
+def fast_path_on_cpu(monkeypatch):
+    monkeypatch.setattr(train_module, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
+    assert fast_path(torch.device("cpu"))
+
+
+def test_the_cpu_default_is_the_fp32_path():
+    assert not fast_path(torch.device("cpu")) and fast_path(torch.device("cuda"))
+    with train_module.autocast(torch.device("cpu")):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vit"])
+def test_fast_path_trains_in_bf16_channels_last_with_a_fused_optimizer(arch, stripes, fast_path_on_cpu,
+                                                                       monkeypatch):
+    """The fast path's losses track the fp32 path's from the same start, epoch by epoch."""
+    data = DeviceData.from_arrays(stripes, "cpu")
+    cfg = ModelConfig(arch=arch, width=8 if arch == "resnet" else 16, depth=8 if arch == "resnet" else 2)
+    torch.manual_seed(0)
+    model = create_model(cfg, stripes.num_classes)
+    fp32_model = copy.deepcopy(model)
+    seen = {}
+    make_optimizer = train_module.make_optimizer
+
+    def recording_optimizer(m, train_cfg):
+        seen["optimizer"] = make_optimizer(m, train_cfg)
+        return seen["optimizer"]
+
+    def record_conv(module, inputs, output) -> None:   # (a hook that returned a value would replace the output)
+        seen.setdefault("conv_layout", module.weight.is_contiguous(memory_format=torch.channels_last))
+
+    def record_head(module, inputs, output) -> None:
+        seen.setdefault("head_dtype", output.dtype)
+
+    monkeypatch.setattr(train_module, "make_optimizer", recording_optimizer)
+    next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).register_forward_hook(record_conv)
+    model.get_classifier().register_forward_hook(record_head)
+    losses = train(model, data, CFG, seed=0).losses
+    assert seen["optimizer"].defaults["fused"] is True
+    assert seen["conv_layout"] is True and seen["head_dtype"] == torch.bfloat16
+
+    monkeypatch.setattr(train_module, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda"}))
+    fp32_losses = train(fp32_model, data, CFG, seed=0).losses
+    assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
+    assert losses == pytest.approx(fp32_losses, abs=0.05), (losses, fp32_losses)
+    assert seen["optimizer"].defaults["fused"] is False
+
+
+def test_fast_path_resume_reproduces_an_uninterrupted_run(stripes, tmp_path, fast_path_on_cpu):
+    """Checkpoints of a channels_last model are saved (safetensors needs contiguous tensors) and a
+    resumed run ends on the same weights, as in fp32."""
+    data = DeviceData.from_arrays(stripes, "cpu")
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=3e-3)
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model(ModelConfig(width=8), stripes.num_classes)
+
+    train(fresh(), data, cfg, seed=1, checkpoint_dir=tmp_path / "a", early_checkpoints=(0.5,))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_epoch_1(name, epoch):
+        if epoch == 1:
+            raise Interrupt
+        return {}
+
+    with pytest.raises(Interrupt):
+        train(fresh(), data, cfg, seed=1, checkpoint_dir=tmp_path / "b", early_checkpoints=(0.5,),
+              on_checkpoint=stop_at_epoch_1)
+    result = train(fresh(), data, cfg, seed=1, checkpoint_dir=tmp_path / "b", early_checkpoints=(0.5,))
+    assert result.checkpoints == ["ep0.5", "ep1", "ep2"]
+    a, b = load_file(tmp_path / "a" / "ep2.safetensors"), load_file(tmp_path / "b" / "ep2.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fast_path_features_are_float32_and_predictions_match_fp32(stripes, fast_path_on_cpu):
+    data = DeviceData.from_arrays(stripes, "cpu")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(width=8), stripes.num_classes)
+    train(model, data, TrainConfig(epochs=2, batch_size=128), seed=0)
+    feats, preds = extract_features(model, data), predict(model, data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_module, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda"}))
+        feats32, preds32 = extract_features(model, data), predict(model, data)
+    assert feats.dtype == torch.float32 and torch.isfinite(feats).all()
+    assert torch.allclose(feats, feats32, rtol=0.05, atol=0.05 * feats32.abs().max().item())
+    assert (preds == preds32).float().mean() > 0.95   # bf16 rounding may flip near-ties only
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_fast_path_inversion_lowers_the_representation_loss(batched, fast_path_on_cpu):
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(arch="vit", width=16, depth=3, heads=2), num_classes=3).eval()
+    g = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.interpolate(torch.rand((8, 3, 4, 4), generator=g), size=32, mode="bilinear")
+    inv = invert(model, images, [0, 1, 2], steps=30, step_size=0.05, batched=batched)
+    assert inv.images.dtype == torch.float32 and torch.isfinite(inv.residual()).all()
+    assert (inv.residual() < 0.5 * inv.start_loss).all(), (inv.residual(), inv.start_loss)
+
+
+def test_fast_path_runs_every_finding_end_to_end(fast_path_on_cpu):
+    """The cross-findings chapter computes chapters 02, 03 and 04's units and STIR maps; chapter 01
+    runs on its own. The ci profile with one seed (and, for 02-05, a ResNet of width 8): only to
+    show that no step of the fast path fails and every verdict gets one of the three values."""
+    chapter_01 = invariance.run(invariance.config("ci", device="cpu"), progress=False)
+    chapters_02_to_05 = cross.run(cross.config("ci", device="cpu", seeds=1, width=8), progress=False)
+    for results in (chapter_01, chapters_02_to_05):
+        assert len(results.verdicts) and results.verdicts["verdict"].isin(VERDICTS).all(), results.verdicts
