@@ -113,3 +113,33 @@ def test_seeds_benchmark_compares_the_same_training():
     for s, model in enumerate(models):
         for key, p in model.named_parameters():
             assert torch.allclose(stacked[key][s], p, atol=1e-5), key
+
+
+def test_step_flops_counts_the_forward_and_the_weight_gradient():
+    """A bias-free linear layer on 32x32x3 images: 2*B*3072*10 FLOPs forward, as many for the
+    weight gradient, none for the input's (it needs none)."""
+    import torch
+
+    from benchmarks.bench_train import Spec, step_flops
+    from transferlab.config import ModelConfig
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10, bias=False))
+    spec = Spec("linear", ModelConfig(), images=8, batch_size=8)
+    assert step_flops(model, spec, "cpu") == 2 * (2 * 8 * 3072 * 10)
+    assert all(p.grad is None for p in model.parameters())   # the count leaves no gradient behind
+
+
+def test_mfu_is_the_rows_flops_per_second_over_the_cards_bf16_peak(monkeypatch):
+    import torch
+
+    from benchmarks import common
+
+    assert common.peak_tflops("cpu") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert common.peak_tflops("cuda") == 989.0
+    row = common.case("x", "what", {"seconds": 2.0}, {"seconds": 8.0}, items=1000, flops=989e12, device="cuda")
+    assert row["ours"]["mfu"] == 0.5 and row["baseline"]["mfu"] == 0.125 and row["speedup"] == 4.0
+    assert row["ours"]["images_per_s"] == 500.0
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some Other GPU")
+    assert common.case("x", "w", {"seconds": 1.0}, {"seconds": 1.0}, flops=1e12, device="cuda")["ours"]["mfu"] is None
