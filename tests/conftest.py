@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -28,3 +29,13 @@ def stripes():
     for i, y in enumerate(labels):
         images[i, 4 * y:4 * y + 3] += 150
     return ArrayDataset(images.clip(0, 255).astype(np.uint8), labels.astype(np.int64), tuple("abcdefgh"))
+
+
+@pytest.fixture
+def fast_path_on_cpu(monkeypatch):
+    """The CUDA fast path (bf16 autocast, channels_last training, fused optimizer) on the CPU, so
+    that its code runs in tests without a GPU (tests/test_fast_path.py)."""
+    from transferlab import train
+
+    monkeypatch.setattr(train, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
+    assert train.fast_path(torch.device("cpu"))

@@ -3,7 +3,8 @@
 No GPU takes part in the tests, so without these its code would first run on a lent GPU, where
 a crash costs the study's whole device time. Adding "cpu" to FAST_PATH_DEVICE_TYPES runs the
 same code here: only the kernels differ (bf16 is emulated and slow on this CPU, so the models
-are tiny).
+are tiny). The `fast_path_on_cpu` fixture is in conftest.py; tests/test_train.py also resumes an
+interrupted run on the fast path.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from transferlab import train as train_module
 from transferlab.config import ModelConfig, TrainConfig
@@ -25,12 +25,6 @@ from transferlab.train import extract_features, fast_path, predict, train
 
 CFG = TrainConfig(epochs=3, batch_size=64, lr=3e-3)
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
-
-
-@pytest.fixture
-def fast_path_on_cpu(monkeypatch):
-    monkeypatch.setattr(train_module, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
-    assert fast_path(torch.device("cpu"))
 
 
 def test_the_cpu_default_is_the_fp32_path():
@@ -73,35 +67,6 @@ def test_fast_path_trains_in_bf16_channels_last_with_a_fused_optimizer(arch, str
     assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
     assert losses == pytest.approx(fp32_losses, abs=0.05), (losses, fp32_losses)
     assert seen["optimizer"].defaults["fused"] is False
-
-
-def test_fast_path_resume_reproduces_an_uninterrupted_run(stripes, tmp_path, fast_path_on_cpu):
-    """Checkpoints of a channels_last model are saved (safetensors needs contiguous tensors) and a
-    resumed run ends on the same weights, as in fp32."""
-    data = DeviceData.from_arrays(stripes, "cpu")
-    cfg = TrainConfig(epochs=2, batch_size=128, lr=3e-3)
-
-    def fresh():
-        torch.manual_seed(0)
-        return create_model(ModelConfig(width=8), stripes.num_classes)
-
-    train(fresh(), data, cfg, seed=1, checkpoint_dir=tmp_path / "a", early_checkpoints=(0.5,))
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_at_epoch_1(name, epoch):
-        if epoch == 1:
-            raise Interrupt
-        return {}
-
-    with pytest.raises(Interrupt):
-        train(fresh(), data, cfg, seed=1, checkpoint_dir=tmp_path / "b", early_checkpoints=(0.5,),
-              on_checkpoint=stop_at_epoch_1)
-    result = train(fresh(), data, cfg, seed=1, checkpoint_dir=tmp_path / "b", early_checkpoints=(0.5,))
-    assert result.checkpoints == ["ep0.5", "ep1", "ep2"]
-    a, b = load_file(tmp_path / "a" / "ep2.safetensors"), load_file(tmp_path / "b" / "ep2.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_fast_path_features_are_float32_and_predictions_match_fp32(stripes, fast_path_on_cpu):
