@@ -17,7 +17,7 @@ import torch
 from transferlab import train as train_module
 from transferlab.config import ModelConfig, TrainConfig
 from transferlab.data.device import DeviceData
-from transferlab.findings import cross, invariance
+from transferlab.findings import cross, fe_vs_ft, feature_reuse, invariance, lpft_ood
 from transferlab.metrics.stir import invert
 from transferlab.models import create_model
 from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
@@ -95,10 +95,13 @@ def test_fast_path_inversion_lowers_the_representation_loss(batched, fast_path_o
 
 
 def test_fast_path_runs_every_finding_end_to_end(fast_path_on_cpu):
-    """The cross-findings chapter computes chapters 02, 03 and 04's units and STIR maps; chapter 01
-    runs on its own. The ci profile with one seed (and, for 02-05, a ResNet of width 8): only to
-    show that no step of the fast path fails and every verdict gets one of the three values."""
-    chapter_01 = invariance.run(invariance.config("ci", device="cpu"), progress=False)
-    chapters_02_to_05 = cross.run(cross.config("ci", device="cpu", seeds=1, width=8), progress=False)
-    for results in (chapter_01, chapters_02_to_05):
-        assert len(results.verdicts) and results.verdicts["verdict"].isin(VERDICTS).all(), results.verdicts
+    """Each chapter's whole analysis on the ci profile with one seed (01: two, its control pairs
+    seeds) and a ResNet of width 8 where the chapter uses the ResNet zoo (05 reuses 02 and 03's
+    runs): only to show that no step of the fast path fails and that every verdict gets one of
+    the three values."""
+    resnet_zoo = {"seeds": 1, "width": 8}
+    chapters = [(invariance, {}), (fe_vs_ft, resnet_zoo), (feature_reuse, resnet_zoo),
+                (lpft_ood, {"seeds": 1, "pretrain.model.width": 8}), (cross, resnet_zoo)]
+    for finding, params in chapters:
+        results = finding.run(finding.config("ci", device="cpu", **params))
+        assert len(results.verdicts) and results.verdicts["verdict"].isin(VERDICTS).all(), (finding, results.verdicts)
