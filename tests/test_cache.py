@@ -63,3 +63,32 @@ def test_results_only_zoo_copy_is_not_retrained(tmp_path, isolated_cache):
     weights[-1].unlink()
     pretrain(cfg, seed=0, device="cpu")
     assert sorted(run.path.glob("*.safetensors")) == weights
+
+
+def test_compute_ledger_counts_each_unit_once(tmp_path):
+    """The front page's study cost: a unit read twice (two chapters share it) is charged once, a
+    file without 'seconds' is not a unit, and nothing is charged outside the block."""
+    from transferlab.cache import compute_ledger
+
+    cached_json(tmp_path / "before.json", lambda: {"seconds": 99.0})
+    with compute_ledger() as ledger:
+        cached_json(tmp_path / "a.json", lambda: {"x": 1, "seconds": 30.0})   # computed
+        cached_json(tmp_path / "a.json", lambda: {"x": 2, "seconds": 5.0})    # read back: same unit
+        cached_json(tmp_path / "before.json", lambda: {})                      # computed earlier, read here
+        cached_json(tmp_path / "table.json", lambda: {"rows": []})             # no compute time recorded
+    cached_json(tmp_path / "after.json", lambda: {"seconds": 7.0})
+    assert ledger == {str(tmp_path / "a.json"): 30.0, str(tmp_path / "before.json"): 99.0}
+
+
+def test_compute_ledger_charges_a_zoo_run_once(isolated_cache):
+    """Every chapter asks the zoo for its pretraining runs; the study pays for each run once."""
+    from transferlab.cache import compute_ledger
+    from transferlab.config import PretrainConfig, apply_overrides, validate
+    from transferlab.profiles import ZOO
+    from transferlab.zoo import pretrain
+
+    cfg = validate(apply_overrides(PretrainConfig(), {**ZOO["ci"], "train.epochs": 1, "source_size": 200}))
+    with compute_ledger() as ledger:
+        run = pretrain(cfg, seed=0, device="cpu")       # trained
+        pretrain(cfg, seed=0, device="cpu")             # found finished
+    assert ledger == {str(run.path): run.compute_seconds} and run.compute_seconds > 0

@@ -23,3 +23,12 @@ def test_markdown_links_each_chapter_and_escapes_pipes():
     lines = text.strip().splitlines()
     assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|") - 2   # two escaped pipes in a cell
     assert "{doc}`02 <02_fe_vs_ft_epochs>`" in text and "\\|FE\\| gap" in text and "not reproduced" in text
+
+
+def test_compute_note_sums_the_ledger():
+    """90 minutes over two units on one device, hand-checked; no units, no sentence."""
+    from transferlab.summary import compute_note
+
+    note = compute_note({"zoo/a": 3600.0, "findings/b": 1800.0}, ["cpu (x86_64, 2 threads)"])
+    assert "**90 min** (1.5 h) on cpu (x86_64, 2 threads)" in note and "each of the 2 cached units" in note
+    assert compute_note({}, []) == ""

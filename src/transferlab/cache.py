@@ -9,8 +9,9 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -55,12 +56,38 @@ def read_json(path: Path) -> Any | None:
 
 
 def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
+    """The JSON at `path`, computed once; a unit that records its compute time ('seconds') is
+    charged to the open compute ledgers."""
     found = read_json(path)
-    if found is not None:
-        return found
-    value = compute()
-    write_json(path, value)
-    return json.loads(json.dumps(value, default=_jsonable))
+    if found is None:
+        value = compute()
+        write_json(path, value)
+        found = json.loads(json.dumps(value, default=_jsonable))
+    if isinstance(found, dict) and isinstance(found.get("seconds"), (int, float)):
+        charge(path, found["seconds"])
+    return found
+
+
+_LEDGERS: list[dict[str, float]] = []
+
+
+@contextmanager
+def compute_ledger() -> Iterator[dict[str, float]]:
+    """Collect, by cache path, the compute seconds of every cached unit read or computed inside the
+    block: what its results cost from an empty cache, a unit that several chapters share counted once
+    (chapter headers sum per chapter, so shared pretraining appears in each)."""
+    ledger: dict[str, float] = {}
+    _LEDGERS.append(ledger)
+    try:
+        yield ledger
+    finally:
+        _LEDGERS.remove(ledger)
+
+
+def charge(path: Path, seconds: float) -> None:
+    """Enter a cached unit's compute seconds in every open compute ledger."""
+    for ledger in _LEDGERS:
+        ledger[str(path)] = float(seconds)
 
 
 def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

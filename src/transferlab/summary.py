@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cache import atomic_write
+from .cache import atomic_write, compute_ledger
 from .findings import CHAPTERS, FINDINGS
 
 CLAIM = re.compile(r"^[A-DX]\d$")   # claims (A1 ... D3) and cross-chapter relations (X1 ...), not sanity rows
@@ -53,11 +53,24 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compute_note(ledger: dict[str, float], devices: list[str]) -> str:
+    """One sentence under the table: what its numbers cost from an empty cache, each unit once."""
+    if not ledger:
+        return ""
+    minutes = sum(ledger.values()) / 60
+    return (f"\nComputing every number above from an empty cache took **{minutes:.0f} min** ({minutes / 60:.1f} h) "
+            f"on {' and '.join(devices)}: the sum of the compute time each of the {len(ledger)} cached units "
+            "(pretraining runs, fine-tuning runs, probes, inversions, analyses) recorded when it was computed, "
+            "each counted once, though chapters share them. A chapter's header counts every unit it reads, "
+            "shared pretraining included.\n")
+
+
 def write_summary(profile: str, output: Path, book: Path | None = None) -> pd.DataFrame:
     """Write the table of the chapters executed into `book` (default: output's folder) to `output`."""
     book = Path(book or Path(output).parent)
     chapters = [c for c in CHAPTERS.values() if (book / f"{c}.ipynb").exists()]
-    summary = verdict_summary(profile, chapters)
-    text = to_markdown(summary)
+    with compute_ledger() as ledger:
+        summary = verdict_summary(profile, chapters)
+    text = to_markdown(summary) + compute_note(ledger, sorted(set(summary["device"])) if len(summary) else [])
     atomic_write(Path(output), lambda tmp: Path(tmp).write_text(text))
     return summary

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .cache import atomic_write, cache_root, read_json, write_json
+from .cache import atomic_write, cache_root, charge, read_json, write_json
 from .config import ParameterError, PretrainConfig, config_hash, to_dict
 from .data.device import DeviceData, steps_per_epoch
 from .data.store import load_source
@@ -74,13 +74,13 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun | HubRun:
         return HubRun(cfg.source, seed)
     path = run_dir(cfg, seed)
     run = ZooRun(cfg, seed, path)
-    if _finished(path):
-        return run
-    lock = cache_root() / "locks" / f"zoo-{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
-        if not _finished(path):
-            _train_run(cfg, seed, device, path)
+    if not _finished(path):
+        lock = cache_root() / "locks" / f"zoo-{path.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock)):
+            if not _finished(path):
+                _train_run(cfg, seed, device, path)
+    charge(path, run.compute_seconds)   # the open compute ledgers count the run once
     return run
 
 
