@@ -7,6 +7,14 @@
 #
 #   scripts/gpu_study.sh            the gpu profile (one H100: the target is under 10 minutes)
 #   scripts/gpu_study.sh ci         a CPU smoke test of the same steps (benchmarks in --quick mode)
+#   scripts/gpu_study.sh gpu --skip-benchmarks fe_vs_ft feature_reuse cross
+#                                   only the findings named, without the benchmarks
+#
+# Named findings split the study over device sessions that cannot finish it in one: three groups
+# share no pretraining run, `invariance` (the ViT zoo), `lpft_ood` (its own zoo) and `fe_vs_ft
+# feature_reuse cross` (the ResNet zoo; cross reads the other two's runs). A later session runs the
+# groups whose results did not come back, with --skip-benchmarks once benchmarks.tgz came back;
+# the returned results of both sessions unpack into one cache.
 #
 # On a lent GPU machine (device tool): first, here, `scripts/device_wheels.sh`; then one `run`
 # with carry [".whl"] and the command `bash scripts/gpu_study.sh gpu` (timeout_s 600). If it is
@@ -23,7 +31,17 @@
 # nothing is retrained (only a result missing from the copy would need the weights).
 set -euo pipefail
 
-profile="${1:-gpu}"
+run_benchmarks=1
+positional=()
+for arg in "$@"; do
+  case "$arg" in
+    --skip-benchmarks) run_benchmarks=0 ;;
+    -*) echo "error: The option '$arg' is not known; the only option is --skip-benchmarks." >&2; exit 2 ;;
+    *) positional+=("$arg") ;;
+  esac
+done
+profile="${positional[0]:-gpu}"
+named=("${positional[@]:1}")
 cd "$(dirname "$0")/.."
 # On a lent GPU machine there is no .venv: its python3 (torch, scikit-image, ... already there)
 # runs the library from src/, with the wheels scripts/device_wheels.sh put in .whl/ (mlxtend, and
@@ -35,6 +53,20 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD/src:$PWD:${PYTHONPATH:-}"
+# The profile and finding names, checked before anything runs (a one-line error, exit status 2);
+# the findings to run, in book order: those named, else all.
+findings=$("$py" - "$profile" "${named[@]}" <<'PY'
+import sys
+from transferlab.config import ParameterError, check_profile
+from transferlab.findings import FINDINGS, check_finding
+try:
+    check_profile(sys.argv[1])
+    named = {check_finding(name) for name in sys.argv[2:]}
+except ParameterError as err:
+    sys.exit(f"error: {err}")
+print(" ".join(name for name in FINDINGS if not named or name in named))
+PY
+) || exit 2
 dest="${OUT:-.cache/study-$profile}"
 mkdir -p "$dest/logs"
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
@@ -94,12 +126,13 @@ pack() {
 echo "study: profile $profile, cache $cache, results in $dest"
 failed=0
 step info "$py" -m transferlab info || failed=1   # versions (the GPU image's timm and pandas), device
-findings=$("$py" -c 'from transferlab.findings import FINDINGS; print(" ".join(FINDINGS))')
 # The benchmarks first: a few minutes that measure what the study's speed claims rest on, returned
 # (benchmarks.tgz) even when the study then stops at a device's time limit. A second call on the
 # same lent machine, resuming the study, does not repeat them: the first call returned them.
 bench_done="$cache/benchmarks-$profile.done"
-if [ -n "${OUT:-}" ] && [ -f "$bench_done" ]; then
+if [ $run_benchmarks = 0 ]; then
+  echo "benchmarks: skipped (--skip-benchmarks)"
+elif [ -n "${OUT:-}" ] && [ -f "$bench_done" ]; then
   echo "benchmarks: measured and returned by an earlier call on this machine"
 else
   step benchmarks "$py" -m benchmarks "${bench_args[@]}" || failed=1   # a failed one is logged, the rest run
@@ -124,8 +157,9 @@ pack_every_minute() {   # until $stop_packing exists; checked every 5 s, so it s
 }
 pack_every_minute &
 packer=$!
-first_wave=$(tr ' ' '\n' <<< "$findings" | grep -vx cross | tr '\n' ' ')
-threads=$(( $(nproc) / $(wc -w <<< "$first_wave") )); [ "$threads" -ge 1 ] || threads=1
+first_wave=$(tr ' ' '\n' <<< "$findings" | grep -vx cross | tr '\n' ' ' || true)
+side_by_side=$(wc -w <<< "$first_wave")
+threads=$(( $(nproc) / (side_by_side > 0 ? side_by_side : 1) )); [ "$threads" -ge 1 ] || threads=1
 pids=()
 for finding in $first_wave; do
   OMP_NUM_THREADS=$threads step "$finding" "$py" -m transferlab run "$finding" --profile "$profile" &
@@ -141,7 +175,7 @@ pack
 printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | tee -a "$dest/timings.txt"
 # Last, what torch.compile adds to the training benchmark (its compile time is in the untimed
 # warm-up; minutes on a CPU, so not in the ci smoke test): benchmarks-compile.tgz.
-if [ "$profile" != ci ]; then
+if [ "$profile" != ci ] && [ $run_benchmarks = 1 ]; then
   step train-compile env TRANSFERLAB_COMPILE=1 "$py" -m benchmarks --only train "${bench_args[@]}" || failed=1
   tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .
 fi

@@ -50,3 +50,28 @@ def test_gpu_study_returns_results_that_render_elsewhere_without_retraining(tmp_
                           capture_output=True, text=True, env=_env(returned), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not list(returned.rglob("*.safetensors")), "a returned result was computed again"
+
+
+@pytest.mark.parametrize("args, named", [(["ci", "nope"], "The 'finding' parameter must be one of"),
+                                         (["gpuu"], "The 'profile' parameter must be one of"),
+                                         (["ci", "--fast"], "the only option is --skip-benchmarks")])
+def test_gpu_study_refuses_a_bad_name_before_running_anything(tmp_path, args, named):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["bash", "scripts/gpu_study.sh", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=_env(tmp_path / "cache", OUT=str(out)), timeout=120)
+    assert proc.returncode == 2 and named in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not list(out.iterdir()) and not (tmp_path / "cache").exists()
+
+
+def test_gpu_study_runs_only_the_findings_named(tmp_path):
+    """A device session that could not finish the study is followed by one that runs the rest."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["bash", "scripts/gpu_study.sh", "ci", "--skip-benchmarks", "lpft_ood"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env(tmp_path / "cache", OUT=str(out)), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    timed = [line.split()[0] for line in (out / "timings.txt").read_text().splitlines()]
+    assert timed == ["info", "lpft_ood", "study", "total"]
+    assert not (out / "benchmarks.tgz").exists() and "benchmarks: skipped" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "cache" / "findings").iterdir()) == ["lpft_ood"]

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from .config import ParameterError, check_profile
-from .findings import FINDINGS
+from .findings import FINDINGS, check_finding
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -24,19 +24,13 @@ def _parse_param(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _check_finding(name: str) -> str:
-    if name not in FINDINGS:
-        raise ParameterError(f"The 'finding' parameter must be one of {list(FINDINGS)}. Got {name!r} instead.")
-    return name
-
-
 def _finding(name: str):
-    return importlib.import_module(FINDINGS[_check_finding(name)])
+    return importlib.import_module(FINDINGS[check_finding(name)])
 
 
 def _user_params(args: argparse.Namespace) -> dict[str, Any]:
     """The -p parameters, after the finding and profile names (checked first: no heavy imports yet)."""
-    _check_finding(args.finding)
+    check_finding(args.finding)
     check_profile(args.profile)
     return dict(_parse_param(p) for p in args.param)
 
