@@ -32,3 +32,23 @@ def test_compute_note_sums_the_ledger():
     note = compute_note({"zoo/a": 3600.0, "findings/b": 1800.0}, ["cpu (x86_64, 2 threads)"])
     assert "**90 min** (1.5 h) on cpu (x86_64, 2 threads)" in note and "each of the 2 cached units" in note
     assert compute_note({}, []) == ""
+
+
+def test_a_new_findings_claims_reach_the_front_page(monkeypatch):
+    """A finding added to FINDINGS and CHAPTERS (claims E1, E12) shows on the front page with no
+    other change; its sanity rows do not."""
+    import sys
+    import types
+
+    from transferlab import summary
+
+    verdicts = pd.DataFrame({"claim": ["E1", "sanity", "E12"], "statistic": ["gap", "fit", "slope"],
+                             "value (95% CI over seeds)": ["0.2 [0.1, 0.3]", "1.0", "0.0 [-1, 1]"],
+                             "threshold": ["> 0"] * 3, "verdict": ["reproduced", "reproduced", "inconclusive"]})
+    module = types.SimpleNamespace(config=lambda profile: profile, run=lambda cfg: types.SimpleNamespace(
+        verdicts=verdicts, provenance={"device": "cpu (x86_64, 2 threads)"}))
+    monkeypatch.setitem(sys.modules, "new_finding", module)
+    monkeypatch.setitem(summary.FINDINGS, "new", "new_finding")
+    monkeypatch.setitem(summary.CHAPTERS, "new", "06_new")
+    table = summary.verdict_summary("ci", chapters=["06_new"])
+    assert list(table["claim"]) == ["E1", "E12"] and set(table["chapter"]) == {"06_new"}

@@ -15,7 +15,7 @@ import pandas as pd
 from .cache import atomic_write, compute_ledger
 from .findings import CHAPTERS, FINDINGS
 
-CLAIM = re.compile(r"^[A-DX]\d$")   # claims (A1 ... D3) and cross-chapter relations (X1 ...), not sanity rows
+CLAIM = re.compile(r"^[A-Z]\d+$")   # claims (A1 ... D3, a new finding's E1), relations (X1 ...), not sanity rows
 VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "⚠️ inconclusive"}
 
 
