@@ -31,6 +31,7 @@ def test_compute_note_sums_the_ledger():
 
     note = compute_note({"zoo/a": 3600.0, "findings/b": 1800.0}, ["cpu (x86_64, 2 threads)"])
     assert "**90 min** (1.5 h) on cpu (x86_64, 2 threads)" in note and "each of the 2 cached units" in note
+    assert "took **1.5 min** on" in compute_note({"findings/c": 90.0}, ["cpu"])   # no hours under one
     assert compute_note({}, []) == ""
 
 

@@ -58,7 +58,8 @@ def compute_note(ledger: dict[str, float], devices: list[str]) -> str:
     if not ledger:
         return ""
     minutes = sum(ledger.values()) / 60
-    return (f"\nComputing every number above from an empty cache took **{minutes:.0f} min** ({minutes / 60:.1f} h) "
+    took = f"**{minutes:.0f} min** ({minutes / 60:.1f} h)" if minutes >= 60 else f"**{minutes:.1f} min**"
+    return (f"\nComputing every number above from an empty cache took {took} "
             f"on {' and '.join(devices)}: the sum of the compute time each of the {len(ledger)} cached units "
             "(pretraining runs, fine-tuning runs, probes, inversions, analyses) recorded when it was computed, "
             "each counted once, though chapters share them. A chapter's header counts every unit it reads, "
