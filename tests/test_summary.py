@@ -16,13 +16,23 @@ def test_claim_rows_keep_claims_and_headlines_only():
 
 
 def test_markdown_links_each_chapter_and_escapes_pipes():
-    summary = pd.DataFrame([{"chapter": "02_fe_vs_ft_epochs", "claim": "B1", "statistic": "|FE| gap",
-                             "value": "0.1 [0.0, 0.2]", "threshold": "> 0", "verdict": "not reproduced",
-                             "profile": "cpu", "device": "cpu (x86_64, 2 threads)"}])
-    text = to_markdown(summary)
+    row = {"chapter": "02_fe_vs_ft_epochs", "claim": "B1", "statistic": "|FE| gap", "value": "0.1 [0.0, 0.2]",
+           "threshold": "> 0", "verdict": "not reproduced", "profile": "cpu", "device": "cpu (x86_64, 2 threads)"}
+    text = to_markdown(pd.DataFrame([row]))
     lines = text.strip().splitlines()
-    assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|") - 2   # two escaped pipes in a cell
-    assert "{doc}`02 <02_fe_vs_ft_epochs>`" in text and "\\|FE\\| gap" in text and "not reproduced" in text
+    assert lines[0] == "Every row comes from the `cpu` profile on cpu (x86_64, 2 threads)."   # not a column
+    assert len(lines) == 5 and lines[2].count("|") == 7 and lines[4].count("|") == 7 + 2   # two escaped pipes
+    assert "{doc}`02 <02_fe_vs_ft_epochs>`" in text and "\\|FE\\| gap" in text and "✗ not reproduced" in text
+
+
+def test_markdown_keeps_a_source_column_when_rows_differ():
+    """A book mixing profiles or devices (e.g. gpu chapters beside cpu ones) names both per row."""
+    rows = [{"chapter": "01_a", "claim": "A1", "statistic": "s", "value": "1", "threshold": "> 0",
+             "verdict": "reproduced", "profile": profile, "device": device}
+            for profile, device in [("gpu", "NVIDIA H100"), ("cpu", "cpu (x86_64, 2 threads)")]]
+    lines = to_markdown(pd.DataFrame(rows)).strip().splitlines()
+    assert lines[0].endswith("| profile · device |") and "`gpu` · NVIDIA H100" in lines[2]
+    assert "`cpu` · cpu (x86_64, 2 threads)" in lines[3] and "✓ reproduced" in lines[3]
 
 
 def test_compute_note_sums_the_ledger():

@@ -16,7 +16,8 @@ from .cache import atomic_write, compute_ledger
 from .findings import CHAPTERS, FINDINGS
 
 CLAIM = re.compile(r"^[A-Z]\d+$")   # claims (A1 ... D3, a new finding's E1), relations (X1 ...), not sanity rows
-VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "⚠️ inconclusive"}
+# Text symbols, not emoji: a system without an emoji font (headless Chromium here) drew ✅ and ❌ as boxes.
+VERDICT_MARK = {"reproduced": "✓ reproduced", "not reproduced": "✗ not reproduced", "inconclusive": "⚠ inconclusive"}
 
 
 def claim_rows(verdicts: pd.DataFrame) -> pd.DataFrame:
@@ -43,12 +44,17 @@ def verdict_summary(profile: str, chapters: list[str] | None = None) -> pd.DataF
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
-    """A Markdown table; each chapter cell links to its page."""
-    lines = ["| chapter | claim | our statistic | value (95% CI) | threshold | verdict | profile · device |",
-             "|---|---|---|---|---|---|---|"]
-    for r in summary.itertuples(index=False):
+    """A Markdown table; each chapter cell links to its page. Where every row shares one profile and
+    device, a line above the table says so instead of a column (the table then fits the page)."""
+    sources = [(r.profile, r.device) for r in summary.itertuples(index=False)]
+    shared = len(set(sources)) == 1
+    header = ["chapter", "claim", "our statistic", "value (95% CI)", "threshold", "verdict"]
+    lines = [f"Every row comes from the `{sources[0][0]}` profile on {sources[0][1]}.", ""] if shared else []
+    lines += ["| " + " | ".join(header + ([] if shared else ["profile · device"])) + " |",
+              "|---" * (len(header) + (not shared)) + "|"]
+    for r, source in zip(summary.itertuples(index=False), sources):
         cells = [f"{{doc}}`{r.chapter[:2]} <{r.chapter}>`", r.claim, r.statistic, r.value, r.threshold,
-                 VERDICT_MARK.get(r.verdict, r.verdict), f"`{r.profile}` · {r.device}"]
+                 VERDICT_MARK.get(r.verdict, r.verdict), *([] if shared else [f"`{source[0]}` · {source[1]}"])]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
