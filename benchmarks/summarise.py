@@ -51,27 +51,37 @@ def _best_ratio(c: dict) -> str:
 
 
 def render(records: list[dict]) -> str:
-    """Markdown: one row per case, then where each device's numbers came from."""
+    """Markdown, per device: a line naming it, one row per case, then where its numbers came from.
+
+    One table per device rather than a device column keeps each table narrow enough for the page;
+    the MFU column appears only for a device that reports one (CUDA).
+    """
     if not records:
         return "No benchmark results yet: run `python -m benchmarks`.\n"
-    lines = ["| benchmark | case | device | speed-up, medians (target) | speed-up, fastest runs "
-             "| ours / baseline s | images/s ours / baseline | peak MB ours / baseline | MFU ours / baseline |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        mode = _mode(r["provenance"])
-        for c in r["cases"]:
-            o, b = c["ours"], c["baseline"]
-            lines.append(f"| {r['name']}{mode} | {c['case']} | {r['provenance']['device']} | {_speedup(c)} | {_best_ratio(c)} "
-                         f"| {o['seconds']:.3f} / {b['seconds']:.3f} | {_rate(o)} / {_rate(b)} "
-                         f"| {o['peak_mem_mb']:.0f} / {b['peak_mem_mb']:.0f} | {_mfu(o)} / {_mfu(b)} |")
-    lines += ["", "| benchmark | device | date | commit | load average (1 min) at start / end | torch threads |",
-              "|---|---|---|---|---|---|"]
-    for r in records:
-        p = r["provenance"]
-        lines.append(f"| {r['name']}{_mode(p)} | {p['device']} | {p['date']} "
-                     f"| `{p['commit']}` | {p['loadavg_start'][0]:.2f} / {p['loadavg_end'][0]:.2f} "
-                     f"| {p.get('torch_threads', '–')} |")
-    return "\n".join(lines) + "\n"
+    lines: list[str] = []
+    for device in dict.fromkeys(r["provenance"]["device"] for r in records):
+        mine = [r for r in records if r["provenance"]["device"] == device]
+        mfu = any(c["ours"]["mfu"] is not None for r in mine for c in r["cases"])
+        lines += [f"**{device}**", "",
+                  "| benchmark | case | speed-up, medians (target) | speed-up, fastest runs | ours / baseline s "
+                  "| images/s ours / baseline | peak MB ours / baseline |" + (" MFU ours / baseline |" if mfu else ""),
+                  "|---" * (7 + mfu) + "|"]
+        for r in mine:
+            mode = _mode(r["provenance"])
+            for c in r["cases"]:
+                o, b = c["ours"], c["baseline"]
+                lines.append(f"| {r['name']}{mode} | {c['case']} | {_speedup(c)} | {_best_ratio(c)} "
+                             f"| {o['seconds']:.3f} / {b['seconds']:.3f} | {_rate(o)} / {_rate(b)} "
+                             f"| {o['peak_mem_mb']:.0f} / {b['peak_mem_mb']:.0f} |"
+                             + (f" {_mfu(o)} / {_mfu(b)} |" if mfu else ""))
+        lines += ["", "| benchmark | date | commit | load average (1 min) at start / end | torch threads |",
+                  "|---|---|---|---|---|"]
+        for r in mine:
+            pr = r["provenance"]
+            lines.append(f"| {r['name']}{_mode(pr)} | {pr['date']} | `{pr['commit']}` "
+                         f"| {pr['loadavg_start'][0]:.2f} / {pr['loadavg_end'][0]:.2f} | {pr.get('torch_threads', '–')} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_table(results: Path = RESULTS, table: Path = TABLE) -> Path:

@@ -66,6 +66,21 @@ def test_performance_table_is_generated_from_the_committed_results():
         "book/performance_table.md is stale: run `python -m benchmarks.summarise`"
 
 
+def test_performance_table_has_one_table_per_device_and_mfu_only_where_measured():
+    def record(device: str, mfu: float | None) -> dict:
+        side = {"seconds": 1.0, "seconds_all": [1.0], "images_per_s": 100.0, "peak_mem_mb": 1.0, "mfu": mfu}
+        return {"name": "train", "provenance": {"device": device, "compile": False, "quick": False, "date": "d",
+                                                "commit": "c", "loadavg_start": [0.5], "loadavg_end": [0.5]},
+                "cases": [{"case": "vit", "ours": side, "baseline": {**side, "seconds": 2.0, "seconds_all": [2.0]},
+                           "speedup": 2.0, "target_speedup": None, "meets_target": None}]}
+
+    text = render([record("NVIDIA H100 80GB HBM3", 0.3), record("cpu (x86_64, 2 threads)", None)])
+    gpu, cpu = text.split("**cpu (x86_64, 2 threads)**")
+    assert gpu.startswith("**NVIDIA H100 80GB HBM3**") and "| device |" not in text
+    assert "MFU ours / baseline" in gpu and "30.0% / 30.0%" in gpu and "MFU" not in cpu
+    assert "| train | vit | 2.00x | 2.00x | 1.000 / 2.000 | 100 / 100 | 1 / 1 |" in cpu
+
+
 @pytest.mark.parametrize("flag", ["", "1"])
 def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag):
     """TRANSFERLAB_COMPILE=1 routes the training forward through torch.compile; unset, nothing is compiled."""
