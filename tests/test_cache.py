@@ -92,3 +92,17 @@ def test_compute_ledger_charges_a_zoo_run_once(isolated_cache):
         run = pretrain(cfg, seed=0, device="cpu")       # trained
         pretrain(cfg, seed=0, device="cpu")             # found finished
     assert ledger == {str(run.path): run.compute_seconds} and run.compute_seconds > 0
+
+
+def test_nested_compute_ledgers_close_independently(tmp_path):
+    """A chapter's ledger inside the front page's: equal contents, yet each closes on its own and the
+    outer one keeps counting after the inner one has closed."""
+    from transferlab.cache import compute_ledger
+
+    with compute_ledger() as outer:
+        with compute_ledger() as inner:
+            cached_json(tmp_path / "a.json", lambda: {"seconds": 1.0})
+        assert inner == outer
+        cached_json(tmp_path / "b.json", lambda: {"seconds": 2.0})
+    assert inner == {str(tmp_path / "a.json"): 1.0}
+    assert outer == {str(tmp_path / "a.json"): 1.0, str(tmp_path / "b.json"): 2.0}

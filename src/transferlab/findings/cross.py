@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from ..cache import cache_root, cached_json
+from ..cache import cache_root, cached_json, compute_ledger
 from ..config import Int, ParameterError, PretrainConfig, config_hash, field_paths, param, resolve_config, to_dict
 from ..data.device import DeviceData
 from ..data.shifts import COVERED, SHIFTS
@@ -158,22 +158,18 @@ def load_data(cfg: CrossConfig) -> Data:
 
 def run(cfg: CrossConfig, progress: bool = True) -> Results:
     """Measure (or load) every statistic per seed and checkpoint, then correlations and verdicts."""
-    with stopwatch() as timer:
+    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
         data = load_data(cfg)
-        rows, units, compute_s = [], {}, 0.0
+        rows = []
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.fe_vs_ft.pretrain, seed, cfg.device)
-            compute_s += zoo_run.compute_seconds
             for meta in checkpoints(cfg, zoo_run):
-                row, seed_units = measure_checkpoint(cfg, zoo_run, meta, data, progress)
-                rows.append(row)
-                units |= seed_units
-        compute_s += sum(u["seconds"] for u in units.values())   # a unit shared by two statistics counts once
+                rows.append(measure_checkpoint(cfg, zoo_run, meta, data, progress))
     table = pd.DataFrame(rows)
     correlations = correlation_table(table, cfg.bootstrap)
     return Results(config=to_dict(cfg), table=table, summary=summarise(table), correlations=correlations,
                    verdicts=verdicts(table, correlations),
-                   provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def checkpoints(cfg: CrossConfig, zoo_run: ZooRun) -> list[dict]:
@@ -184,16 +180,15 @@ def checkpoints(cfg: CrossConfig, zoo_run: ZooRun) -> list[dict]:
 
 
 # ---------------------------------------------------------------- one (seed, checkpoint)
-def measure_checkpoint(cfg: CrossConfig, zoo_run: ZooRun, meta: dict, data: Data,
-                       progress: bool) -> tuple[dict, dict[str, dict]]:
-    """Every statistic of one checkpoint, and the cached units it read (by cache path)."""
+def measure_checkpoint(cfg: CrossConfig, zoo_run: ZooRun, meta: dict, data: Data, progress: bool) -> dict:
+    """Every statistic of one checkpoint."""
     name, seed, reuse = meta["name"], zoo_run.seed, cfg.feature_reuse
     fe = fe_vs_ft.measure_checkpoint(cfg.fe_vs_ft, zoo_run, meta, data.fe_vs_ft)
     pt_runs = [feature_reuse.finetune_unit(reuse, zoo_run, data.reuse, "pt", IMAGE_SIZE, 0, name, lr)
                for lr in reuse.checkpoint_lrs]
     best_pt = max(pt_runs, key=lambda u: u["val_acc"])   # picked on validation, as chapter 03 does
     rit = feature_reuse.finetune_unit(reuse, zoo_run, data.reuse, "ri", IMAGE_SIZE)
-    barrier, barrier_runs = barrier_unit(cfg, zoo_run, data.reuse, name)
+    barrier = barrier_unit(cfg, zoo_run, data.reuse, name)
     lpft = lpft_ood.measure_seed(cfg.lpft_ood, zoo_run, data.lpft, data.ood, name)
     stir = stir_unit(cfg, zoo_run, data.reuse, name, progress)
     acc = lpft["accuracy"]
@@ -206,27 +201,24 @@ def measure_checkpoint(cfg: CrossConfig, zoo_run: ZooRun, meta: dict, data: Data
            "lpft_ood_gain": float(np.mean([acc["LP-FT"][s] - acc["FT"][s] for s in shifts])),
            "s": stir["s"], "retention": stir["retention"], "sanity_gap": stir["sanity_gap"],
            "stir_residual": stir["residual"], "stir_layers": len(stir["layers"])}
-    reuse_units = {str(feature_reuse.unit_dir(reuse, u)): u for u in [*pt_runs, rit, *barrier_runs]}
-    return row, {f"02/{seed}/{name}": fe, **reuse_units, f"barrier/{seed}/{name}": barrier,
-                 f"04/{seed}/{name}": lpft, f"stir/{seed}/{name}": stir}
+    return row
 
 
 def _cross_dir(kind: str, parts: dict) -> Any:
     return cache_root() / "findings" / NAME / kind / config_hash(parts)
 
 
-def barrier_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str) -> tuple[dict, list[dict]]:
+def barrier_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str) -> dict:
     """Error barrier on the straight line between two P-T runs (fine-tuning seeds) from checkpoint
-    `name`, as in chapter 03: its cached analysis for the final checkpoint, the same path otherwise.
-    Also returns the fine-tuning runs it read."""
+    `name`, as in chapter 03: its cached analysis for the final checkpoint, the same path otherwise."""
     reuse = cfg.feature_reuse
     pts = [feature_reuse.finetune_unit(reuse, zoo_run, data, "pt", IMAGE_SIZE, r, name) for r in (0, 1)]
     if name == zoo_run.checkpoints()[-1]["name"] and IMAGE_SIZE in reuse.analysis_blocks:
         rits = [feature_reuse.finetune_unit(reuse, zoo_run, data, "ri", IMAGE_SIZE, r) for r in (0, 1)]
         units = {("pt", r): u for r, u in enumerate(pts)} | {("ri", r): u for r, u in enumerate(rits)}
         analysis = feature_reuse.analyse_block(reuse, zoo_run, data, IMAGE_SIZE, units)
-        return {"barrier": analysis["paths"]["P-T/P-T"]["barrier"], "seconds": analysis["seconds"]}, pts + rits
-    return path_barrier(cfg, zoo_run, data, name, pts), pts
+        return {"barrier": analysis["paths"]["P-T/P-T"]["barrier"]}
+    return path_barrier(cfg, zoo_run, data, name, pts)
 
 
 def path_barrier(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, pts: list[dict]) -> dict:

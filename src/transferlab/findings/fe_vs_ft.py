@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from ..cache import cache_root, cached_arrays, cached_json
+from ..cache import cache_root, cached_arrays, cached_json, compute_ledger
 from ..config import (Float, Floats, Int, PretrainConfig, TargetConfig, TrainConfig, config_hash, param,
                       resolve_config, to_dict)
 from ..data.device import DeviceData
@@ -85,23 +85,22 @@ class Results:
 
 def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every checkpoint's measurements, then the verdicts."""
-    with stopwatch() as timer:
+    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
         target = load_target(cfg.target)
         data = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in target.items()}
-        rows, spectra, compute_s = [], {}, 0.0
+        rows, spectra = [], {}
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
-            compute_s += zoo_run.compute_seconds
             seed_rows = [measure_checkpoint(cfg, zoo_run, meta, data) for meta in zoo_run.checkpoints()]
             spectral_rows, spectra[seed] = spectral_analysis(cfg, zoo_run, [r["checkpoint"] for r in seed_rows])
             for row, extra in zip(seed_rows, spectral_rows):
                 row.update(extra)
-                compute_s += row.pop("seconds")
+                del row["seconds"]
             rows += seed_rows
     table = pd.DataFrame(rows)
     return Results(config=to_dict(cfg), checkpoints=table, verdicts=verdicts(table, cfg),
                    summary=summarise(table), spectra=spectra,
-                   provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def unit_dir(cfg: FeVsFtConfig, seed: int):

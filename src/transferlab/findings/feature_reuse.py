@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 from scipy.stats import spearmanr
 
-from ..cache import atomic_write, cache_root, cached_arrays, cached_json, read_json
+from ..cache import atomic_write, cache_root, cached_arrays, cached_json, compute_ledger, read_json
 from ..config import (Float, Floats, Int, Ints, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
                       config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData, standardize, steps_per_epoch
@@ -370,12 +370,11 @@ def analyse_block(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, bl
 # ---------------------------------------------------------------- run
 def run(cfg: FeatureReuseConfig) -> Results:
     """Compute (or load from the cache) every run and analysis, then the verdicts."""
-    with stopwatch() as timer:
+    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
         data = TargetData(cfg)
-        rows, ckpt_rows, analyses, source, compute_s = [], [], [], [], 0.0
+        rows, ckpt_rows, analyses, source = [], [], [], []
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
-            compute_s += zoo_run.compute_seconds
             metas = zoo_run.checkpoints()
             source.append({"seed": seed, "checkpoint": metas[-1]["name"], "source_acc": metas[-1]["source_acc"]})
             for block in cfg.blocks:
@@ -390,8 +389,6 @@ def run(cfg: FeatureReuseConfig) -> Results:
                 for lr in cfg.checkpoint_lrs:
                     unit = finetune_unit(cfg, zoo_run, data, "pt", IMAGE_SIZE, 0, meta["name"], lr)
                     ckpt_rows.append(unit | {"pretrain_epoch": float(meta["epoch"]), "source_acc": meta["source_acc"]})
-        unique = {unit_dir(cfg, r): r for r in rows + ckpt_rows}  # runs shared by two experiments count once
-        compute_s += sum(r["seconds"] for r in unique.values()) + sum(a["seconds"] for a in analyses)
     runs = pd.DataFrame(rows).drop(columns=["curve"])
     curves = pd.DataFrame([{k: r[k] for k in ("init", "seed", "replica", "block", "checkpoint")} | point
                            for r in rows for point in r["curve"]])
@@ -402,7 +399,7 @@ def run(cfg: FeatureReuseConfig) -> Results:
     checkpoints = checkpoint_table(pd.DataFrame(ckpt_rows).drop(columns=["curve"]))
     results = Results(config=to_dict(cfg), source=source_df, runs=runs, curves=curves, gaps=gaps,
                       gap_summary=summarise_gaps(gaps), checkpoints=checkpoints, verdicts=pd.DataFrame(),
-                      provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)},
+                      provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)},
                       **tables)
     results.verdicts = verdicts(results, cfg)
     return results

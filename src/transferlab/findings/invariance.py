@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..cache import cache_root, cached_arrays, cached_json
+from ..cache import cache_root, cached_arrays, cached_json, compute_ledger
 from ..config import (TARGET_NAMES, Choice, Choices, Float, Int, Ints, ParameterError, PretrainConfig, TargetConfig,
                       TargetName, TrainConfig, apply_overrides, config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData
@@ -128,18 +128,15 @@ class Results:
 def run(cfg: InvarianceConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every seed's maps, then the statistics and verdicts."""
     layers = layers_of(cfg)
-    with stopwatch() as timer:
+    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
         targets = {name: load_target(dataclasses.replace(cfg.target, name=name)) for name in cfg.targets}
         data = {name: {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in t.items()}
                 for name, t in targets.items()}
         images = stir_images(cfg, data[cfg.targets[0]]["test"])
         zoo = [pretrain(cfg.pretrain, seed, cfg.device) for seed in range(cfg.seeds)]
-        compute_s = sum(run.compute_seconds for run in zoo)
         units = []
         for seed in range(cfg.seeds):
-            unit = measure_seed(cfg, zoo[seed], zoo[(seed + 1) % cfg.seeds], data, images, layers, progress)
-            compute_s += unit["seconds"]
-            units.append(unit)
+            units.append(measure_seed(cfg, zoo[seed], zoo[(seed + 1) % cfg.seeds], data, images, layers, progress))
     maps = {u["seed"]: u["maps"] for u in units}
     noise = pd.DataFrame([{"seed": u["seed"], "model": m, "layer": layer, "cka": v}
                           for u in units for m, vals in u["noise"].items() for layer, v in zip(layers, vals)])
@@ -153,7 +150,7 @@ def run(cfg: InvarianceConfig, progress: bool = True) -> Results:
     return Results(config=to_dict(cfg), maps=maps, noise=noise, residuals=residuals, models=models,
                    statistics=stats, examples=examples(cfg, images, layers),
                    verdicts=verdicts(stats, models, residuals, noise, maps, cfg.targets),
-                   provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def stir_images(cfg: InvarianceConfig, test: DeviceData) -> torch.Tensor:

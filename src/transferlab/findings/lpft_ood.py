@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..cache import cache_root, cached_json
+from ..cache import cache_root, cached_json, compute_ledger
 from ..config import (Float, Floats, Int, ParameterError, PretrainConfig, TargetConfig, TrainConfig,
                       apply_overrides, config_hash, param, resolve_config, to_dict)
 from ..data.device import DeviceData
@@ -137,15 +137,12 @@ class Results:
 
 def run(cfg: LpFtConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every seed's measurements, then the verdicts."""
-    with stopwatch() as timer:
+    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
         data, ood = evaluation_sets(cfg)
-        units, compute_s = [], 0.0
+        units = []
         for seed in range(cfg.seeds):
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
-            compute_s += zoo_run.compute_seconds
-            unit = measure_seed(cfg, zoo_run, data, ood)
-            compute_s += unit["seconds"]
-            units.append(unit)
+            units.append(measure_seed(cfg, zoo_run, data, ood))
     kinds = {ID: "ID", **{name: SHIFTS[name].kind for name in cfg.shifts}}
     acc = pd.DataFrame([{"seed": u["seed"], "method": m, "set": s, "kind": kinds[s], "accuracy": a}
                         for u in units for m, by_set in u["accuracy"].items() for s, a in by_set.items()])
@@ -156,7 +153,7 @@ def run(cfg: LpFtConfig, progress: bool = True) -> Results:
     return Results(config=to_dict(cfg), accuracy=acc, summary=summarise(acc), distortion=dist, units=unit_table,
                    shifts=shift_table(cfg, data["test"], ood), examples=examples(data["test"], ood),
                    verdicts=verdicts(acc, unit_table, cfg),
-                   provenance=provenance(cfg.device, compute_s) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def evaluation_sets(cfg: LpFtConfig) -> tuple[dict[str, DeviceData], dict[str, DeviceData]]:
