@@ -15,6 +15,13 @@ PROFILE     ?= cpu
 NOTEBOOKS_DIR ?= notebooks
 NOTEBOOKS   := $(sort $(wildcard $(NOTEBOOKS_DIR)/[0-9][0-9]_*.ipynb))
 EXECUTED    := $(patsubst $(NOTEBOOKS_DIR)/%,book/%,$(NOTEBOOKS))
+# CHAPTERS="01 02" executes only those chapters (by number) with PROFILE and leaves the others in
+# book/ as they are: how a book shows gpu chapters beside cpu ones (each chapter's header and the
+# front page name the profile and device of its numbers).
+CHAPTERS    ?=
+CHAPTER_NUMBERS := $(patsubst book/%,%,$(foreach nb,$(EXECUTED),$(firstword $(subst _, ,$(nb)))))
+$(foreach c,$(CHAPTERS),$(if $(filter $(c),$(CHAPTER_NUMBERS)),,$(error The 'CHAPTERS' parameter must list chapter numbers among $(CHAPTER_NUMBERS). Got '$(c)' instead.)))
+SELECTED    := $(if $(CHAPTERS),$(foreach c,$(CHAPTERS),$(filter book/$(c)_%,$(EXECUTED))),$(EXECUTED))
 SUMMARY     := book/verdict_summary.md
 LIBRARY     := $(shell find src -name '*.py' 2>/dev/null)
 # Records the profile of the executed notebooks, so changing PROFILE re-executes them.
@@ -42,10 +49,11 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 
 # ---------------------------------------------------------------- notebooks
 notebooks: $(SUMMARY)
-	@echo "notebooks: $(words $(EXECUTED)) executed notebook(s) in book/ up to date (profile $(PROFILE))"
+	@echo "notebooks: $(words $(SELECTED)) executed notebook(s) in book/ up to date (profile $(PROFILE))"
 
-# The intro's verdict table, read from the cached results of the chapters in book/.
-$(SUMMARY): $(EXECUTED)
+# The intro's verdict table, read from the cached results of the chapters in book/ (each with
+# the profile its notebook was executed with).
+$(SUMMARY): $(SELECTED)
 	$(PY) -m transferlab summary --profile $(PROFILE) --output $@
 
 $(PROFILE_STAMP): FORCE

@@ -91,7 +91,8 @@ def test_compute_ledger_charges_a_zoo_run_once(isolated_cache):
     with compute_ledger() as ledger:
         run = pretrain(cfg, seed=0, device="cpu")       # trained
         pretrain(cfg, seed=0, device="cpu")             # found finished
-    assert ledger == {str(run.path): run.compute_seconds} and run.compute_seconds > 0
+    assert ledger == {str(run.path): run.computed["wall_time_s"]} and run.computed["wall_time_s"] > 0
+    assert ledger.origins[str(run.path)]["device"] == run.computed["device"]   # where it was trained
 
 
 def test_nested_compute_ledgers_close_independently(tmp_path):
@@ -106,3 +107,20 @@ def test_nested_compute_ledgers_close_independently(tmp_path):
         cached_json(tmp_path / "b.json", lambda: {"seconds": 2.0})
     assert inner == {str(tmp_path / "a.json"): 1.0}
     assert outer == {str(tmp_path / "a.json"): 1.0, str(tmp_path / "b.json"): 2.0}
+
+
+def test_a_unit_records_where_it_was_computed(tmp_path):
+    """Inside a ledger opened with an origin, a unit computed now stores it (with the time); the
+    caller gets the unit without it, and a later ledger reads it back from the file."""
+    from transferlab.cache import compute_ledger, read_json
+
+    origin = {"device": "NVIDIA H200", "commit": "abc", "versions": {"torch": "2.11.0"}}
+    with compute_ledger(origin):
+        unit = cached_json(tmp_path / "a.json", lambda: {"x": 1, "seconds": 3.0})
+        cached_json(tmp_path / "table.json", lambda: {"rows": []})   # not a unit: nothing recorded
+    assert unit == {"x": 1, "seconds": 3.0}
+    assert read_json(tmp_path / "a.json")["origin"]["device"] == "NVIDIA H200"
+    assert "origin" not in read_json(tmp_path / "table.json")
+    with compute_ledger() as later:   # read on another machine: the record travels with the unit
+        assert cached_json(tmp_path / "a.json", lambda: {}) == {"x": 1, "seconds": 3.0}
+    assert later.origins[str(tmp_path / "a.json")]["commit"] == "abc"

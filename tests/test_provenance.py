@@ -23,3 +23,23 @@ def test_changes_in_book_do_not_make_the_commit_dirty_but_changes_elsewhere_do(t
 
     (tmp_path / "lib.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "+dirty"
+
+
+def test_results_provenance_names_where_the_units_were_computed(tmp_path):
+    """Results computed on a GPU and rendered on a CPU name the GPU, its commit and versions; a unit
+    without a record counts as computed here, and differing values are all listed."""
+    from transferlab.cache import Ledger
+    from transferlab.provenance import results_provenance
+
+    gpu = {"device": "NVIDIA H200", "commit": "abc", "versions": {"torch": "2.11.0"}, "finished": "2026-11-27"}
+    ledger = Ledger()
+    ledger.update({"zoo/a": 60.0, "findings/b": 30.0})
+    ledger.origins.update({"zoo/a": gpu, "findings/b": gpu})
+    prov = results_provenance("cpu", ledger)
+    assert (prov["device"], prov["commit"], prov["versions"]) == ("NVIDIA H200", "abc", {"torch": "2.11.0"})
+    assert prov["wall_time_s"] == 90.0 and prov["finished"] == "2026-11-27"
+    ledger["findings/old"] = 10.0   # no record: computed here, on this CPU
+    prov = results_provenance("cpu", ledger)
+    commits, torch_versions = prov["commit"].split(" and "), prov["versions"]["torch"].split(" and ")
+    assert prov["device"].startswith("NVIDIA H200 and cpu (") and len(commits) == 2 and "abc" in commits
+    assert len(torch_versions) == 2 and "2.11.0" in torch_versions

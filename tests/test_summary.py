@@ -63,3 +63,35 @@ def test_a_new_findings_claims_reach_the_front_page(monkeypatch):
     monkeypatch.setitem(summary.CHAPTERS, "new", "06_new")
     table = summary.verdict_summary("ci", chapters=["06_new"])
     assert list(table["claim"]) == ["E1", "E12"] and set(table["chapter"]) == {"06_new"}
+
+
+def test_each_chapter_is_read_with_the_profile_its_notebook_records(monkeypatch, tmp_path):
+    """A book of a gpu chapter beside a cpu one (and one that records no profile, read with the
+    default): each chapter's rows come from its own profile, with one cost sentence per profile."""
+    import json
+    import sys
+    import types
+
+    from transferlab import summary
+    from transferlab.cache import charge
+
+    def finding(claim: str):
+        def run(profile):
+            charge(f"findings/{claim}/{profile}", {"gpu": 60.0, "cpu": 600.0}[profile])
+            verdicts = pd.DataFrame({"claim": [claim], "statistic": ["gap"], "value (95% CI over seeds)": ["1"],
+                                     "threshold": ["> 0"], "verdict": ["reproduced"]})
+            return types.SimpleNamespace(verdicts=verdicts, provenance={"device": f"device of {profile}"})
+        return types.SimpleNamespace(config=lambda profile: profile, run=run)
+
+    monkeypatch.setattr(summary, "FINDINGS", {"a": "finding_a", "b": "finding_b", "c": "finding_c"})
+    monkeypatch.setattr(summary, "CHAPTERS", {"a": "01_a", "b": "02_b", "c": "03_c"})
+    for name, profile in [("a", "gpu"), ("b", "cpu"), ("c", None)]:
+        monkeypatch.setitem(sys.modules, f"finding_{name}", finding(name.upper() + "1"))
+        metadata = {"papermill": {"parameters": {"profile": profile}}} if profile else {}
+        (tmp_path / f"0{'abc'.index(name) + 1}_{name}.ipynb").write_text(json.dumps({"metadata": metadata}))
+    table = summary.write_summary("cpu", tmp_path / "verdict_summary.md")
+    assert list(table["claim"]) == ["A1", "B1", "C1"] and list(table["profile"]) == ["gpu", "cpu", "cpu"]
+    text = (tmp_path / "verdict_summary.md").read_text()
+    assert "| `gpu` · device of gpu |" in text and "| `cpu` · device of cpu |" in text
+    assert "the `gpu` profile's numbers (chapter 01) from an empty cache took **1.0 min** on device of gpu" in text
+    assert "the `cpu` profile's numbers (chapters 02, 03) from an empty cache took **20.0 min**" in text

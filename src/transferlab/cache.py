@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,26 +58,44 @@ def read_json(path: Path) -> Any | None:
 
 def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
     """The JSON at `path`, computed once; a unit that records its compute time ('seconds') is
-    charged to the open compute ledgers."""
+    charged to the open compute ledgers, with where it was computed: a unit computed inside a ledger
+    opened with an origin stores that origin (its 'origin' key, which the caller never sees)."""
     found = read_json(path)
     if found is None:
         value = compute()
+        if _is_unit(value) and (origin := _current_origin()) is not None:
+            value = {**value, "origin": {**origin, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
         write_json(path, value)
         found = json.loads(json.dumps(value, default=_jsonable))
-    if isinstance(found, dict) and isinstance(found.get("seconds"), (int, float)):
-        charge(path, found["seconds"])
+    if _is_unit(found):
+        charge(path, found["seconds"], found.pop("origin", None))
     return found
 
 
-_LEDGERS: list[dict[str, float]] = []
+def _is_unit(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("seconds"), (int, float))
+
+
+class Ledger(dict):
+    """Compute seconds by cache path, and `origins`: where each unit that records it was computed
+    (device, commit, versions, finished)."""
+
+    def __init__(self, origin: dict | None = None) -> None:
+        super().__init__()
+        self.origin = origin
+        self.origins: dict[str, dict] = {}
+
+
+_LEDGERS: list[Ledger] = []
 
 
 @contextmanager
-def compute_ledger() -> Iterator[dict[str, float]]:
+def compute_ledger(origin: dict | None = None) -> Iterator[Ledger]:
     """Collect, by cache path, the compute seconds of every cached unit read or computed inside the
     block: what its results cost from an empty cache, a unit that several chapters share counted once
-    (chapter headers sum per chapter, so shared pretraining appears in each)."""
-    ledger: dict[str, float] = {}
+    (chapter headers sum per chapter, so shared pretraining appears in each). A unit computed inside
+    the block records `origin` (provenance.compute_origin), the innermost ledger's that has one."""
+    ledger = Ledger(origin)
     _LEDGERS.append(ledger)
     try:
         yield ledger
@@ -84,10 +103,17 @@ def compute_ledger() -> Iterator[dict[str, float]]:
         _LEDGERS[:] = [other for other in _LEDGERS if other is not ledger]
 
 
-def charge(path: Path, seconds: float) -> None:
-    """Enter a cached unit's compute seconds in every open compute ledger."""
+def _current_origin() -> dict | None:
+    return next((ledger.origin for ledger in reversed(_LEDGERS) if ledger.origin is not None), None)
+
+
+def charge(path: Path, seconds: float, origin: dict | None = None) -> None:
+    """Enter a cached unit's compute seconds, and where it was computed if known, in every open
+    compute ledger."""
     for ledger in _LEDGERS:
         ledger[str(path)] = float(seconds)
+        if origin is not None:
+            ledger.origins[str(path)] = origin
 
 
 def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

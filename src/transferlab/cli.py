@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.set_defaults(func=cmd_zoo)
     sub.add_parser("info", help="versions, device and cache folder").set_defaults(func=cmd_info)
     summary = sub.add_parser("summary", help="the book's verdict table of the chapters executed into book/")
-    summary.add_argument("--profile", default="cpu", help="the profile the chapters were executed with")
+    summary.add_argument("--profile", default="cpu",
+                         help="the profile of a chapter whose executed notebook records none (papermill records it)")
     summary.add_argument("--output", default="book/verdict_summary.md", help="Markdown file to write")
     summary.set_defaults(func=cmd_summary)
     return parser

@@ -124,7 +124,6 @@ class HubRun:
 
     source: str
     seed: int
-    compute_seconds: float = 0.0   # nothing pretrained here
 
     def checkpoints(self) -> list[dict]:
         nan = float("nan")

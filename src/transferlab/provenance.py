@@ -7,9 +7,14 @@ import time
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .cache import Ledger
 
 PACKAGES = ("transferlab", "torch", "timm", "numpy", "scikit-learn", "pandas")
 
@@ -40,14 +45,37 @@ def versions() -> dict[str, str]:
     for name in PACKAGES:
         try:
             found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
+        except PackageNotFoundError:   # this package run from src/ (scripts/gpu_study.sh on a lent GPU)
+            found[name] = f"{__version__} (from src/)" if name == "transferlab" else "not installed"
     return found
 
 
 def provenance(device: str, wall_time_s: float) -> dict:
     return {"commit": git_commit(), "versions": versions(), "device": device_name(device),
             "wall_time_s": round(wall_time_s, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def compute_origin(device: str) -> dict:
+    """What a cached unit computed now records about where it was computed (cache.compute_ledger)."""
+    return {"device": device_name(device), "commit": git_commit(), "versions": versions()}
+
+
+def results_provenance(device: str, ledger: "Ledger") -> dict:
+    """`provenance` of results read from cached units: device, commit and versions are those the
+    units recorded when they were computed, so results computed on a GPU and rendered on a laptop
+    name the GPU. A unit with no record (computed before units recorded one) counts as computed
+    here; where units differ, each value is listed. The wall time is the units' compute time."""
+    here = provenance(device, sum(ledger.values()))
+    origins = [ledger.origins.get(path, here) for path in ledger] or [here]
+
+    def distinct(values: list[str]) -> str:
+        return " and ".join(sorted(set(values)))
+
+    names = dict.fromkeys(name for o in origins for name in o["versions"])   # in the order recorded
+    return {"commit": distinct([o["commit"] for o in origins]),
+            "versions": {name: distinct([o["versions"].get(name, "unknown") for o in origins]) for name in names},
+            "device": distinct([o["device"] for o in origins]), "wall_time_s": here["wall_time_s"],
+            "finished": max(o.get("finished", here["finished"]) for o in origins)}
 
 
 @contextmanager

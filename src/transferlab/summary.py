@@ -1,12 +1,14 @@
 """The book's front-page table: every chapter's claim verdicts, read from the cached results.
 
-`python -m transferlab summary --profile cpu --output book/verdict_summary.md` writes the
-Markdown table that book/intro.md includes; nothing in it is typed by hand. A chapter whose
-notebook is not in the book (no executed copy) is left out.
+`python -m transferlab summary --output book/verdict_summary.md` writes the Markdown table that
+book/intro.md includes; nothing in it is typed by hand. A chapter whose notebook is not in the book
+(no executed copy) is left out. Each chapter's rows come from the profile its executed notebook was
+run with (papermill records it), so a book can show gpu chapters beside cpu ones.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -24,6 +26,12 @@ def claim_rows(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The rows of a verdict table that decide a claim (headline rows where a table marks them)."""
     rows = verdicts[verdicts["claim"].astype(str).str.match(CLAIM)]
     return rows[rows["role"] == "headline"] if "role" in rows else rows
+
+
+def executed_profile(notebook: Path) -> str | None:
+    """The profile an executed notebook was run with (papermill's record of `-p profile`), if any."""
+    parameters = json.loads(Path(notebook).read_text()).get("metadata", {}).get("papermill", {}).get("parameters", {})
+    return parameters.get("profile")
 
 
 def verdict_summary(profile: str, chapters: list[str] | None = None) -> pd.DataFrame:
@@ -59,25 +67,45 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compute_note(ledger: dict[str, float], devices: list[str]) -> str:
-    """One sentence under the table: what its numbers cost from an empty cache, each unit once."""
+def compute_note(ledger: dict[str, float], devices: list[str], chapters: list[str] | None = None,
+                 profile: str | None = None) -> str:
+    """One sentence under the table: what its numbers (or, with `chapters`, those of one profile's
+    chapters) cost from an empty cache, each unit once."""
     if not ledger:
         return ""
     minutes = sum(ledger.values()) / 60
     took = f"**{minutes:.0f} min** ({minutes / 60:.1f} h)" if minutes >= 60 else f"**{minutes:.1f} min**"
-    return (f"\nComputing every number above from an empty cache took {took} "
+    which = (f"the `{profile}` profile's numbers (chapter{'s' if len(chapters) > 1 else ''} "
+             f"{', '.join(c[:2] for c in chapters)})" if chapters else "every number above")
+    return (f"\nComputing {which} from an empty cache took {took} "
             f"on {' and '.join(devices)}: the sum of the compute time each of the {len(ledger)} cached units "
             "(pretraining runs, fine-tuning runs, probes, inversions, analyses) recorded when it was computed, "
-            "each counted once, though chapters share them. A chapter's header counts every unit it reads, "
+            "each counted once, though chapters share them; units computed side by side (as on a GPU) "
+            "overlap, so the wall time can be shorter. A chapter's header counts every unit it reads, "
             "shared pretraining included.\n")
 
 
 def write_summary(profile: str, output: Path, book: Path | None = None) -> pd.DataFrame:
-    """Write the table of the chapters executed into `book` (default: output's folder) to `output`."""
+    """Write the table of the chapters executed into `book` (default: output's folder) to `output`.
+
+    Each chapter is read with the profile its executed notebook records; `profile` serves one
+    that records none. One cost sentence per profile: their units and devices differ.
+    """
     book = Path(book or Path(output).parent)
-    chapters = [c for c in CHAPTERS.values() if (book / f"{c}.ipynb").exists()]
-    with compute_ledger() as ledger:
-        summary = verdict_summary(profile, chapters)
-    text = to_markdown(summary) + compute_note(ledger, sorted(set(summary["device"])) if len(summary) else [])
+    by_profile: dict[str, list[str]] = {}
+    for chapter in CHAPTERS.values():
+        if (notebook := book / f"{chapter}.ipynb").exists():
+            by_profile.setdefault(executed_profile(notebook) or profile, []).append(chapter)
+    tables, notes = [], []
+    for chapter_profile, chapters in by_profile.items():
+        with compute_ledger() as ledger:
+            table = verdict_summary(chapter_profile, chapters)
+        tables.append(table)
+        devices = sorted(set(table["device"])) if len(table) else []
+        notes.append(compute_note(ledger, devices, *((chapters, chapter_profile) if len(by_profile) > 1 else ())))
+    summary = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if len(summary):
+        summary = summary.sort_values("chapter", kind="stable", ignore_index=True)
+    text = to_markdown(summary) + "".join(notes)
     atomic_write(Path(output), lambda tmp: Path(tmp).write_text(text))
     return summary

@@ -43,9 +43,10 @@ class ZooRun:
         return read_json(self.path / "done.json")["num_classes"]
 
     @property
-    def compute_seconds(self) -> float:
-        """Wall time the pretraining took when it was computed (not when loaded from the cache)."""
-        return read_json(self.path / "done.json")["provenance"]["wall_time_s"]
+    def computed(self) -> dict:
+        """The provenance of the pretraining when it was computed (not when loaded from the cache):
+        device, commit, versions, finished and its wall time."""
+        return read_json(self.path / "done.json")["provenance"]
 
     def load(self, name: str, device: str | torch.device = "cpu") -> nn.Module:
         """The model at checkpoint `name`, with its source classifier."""
@@ -80,7 +81,8 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun | HubRun:
         with FileLock(str(lock)):
             if not _finished(path):
                 _train_run(cfg, seed, device, path)
-    charge(path, run.compute_seconds)   # the open compute ledgers count the run once
+    computed = run.computed   # the open compute ledgers count the run once, where it was computed
+    charge(path, computed["wall_time_s"], {k: v for k, v in computed.items() if k != "wall_time_s"})
     return run
 
 

@@ -35,7 +35,7 @@ from ..data.store import load_target
 from ..metrics.landscape import error_along_path, loss_barrier
 from ..metrics.stir import noise_baseline, num_layers, stir_map
 from ..models import create_model
-from ..provenance import provenance, stopwatch
+from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci
 from ..train import channels_last, load_weights
 from ..zoo import ZooRun, pretrain
@@ -158,7 +158,7 @@ def load_data(cfg: CrossConfig) -> Data:
 
 def run(cfg: CrossConfig, progress: bool = True) -> Results:
     """Measure (or load) every statistic per seed and checkpoint, then correlations and verdicts."""
-    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
+    with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         data = load_data(cfg)
         rows = []
         for seed in range(cfg.seeds):
@@ -169,7 +169,7 @@ def run(cfg: CrossConfig, progress: bool = True) -> Results:
     correlations = correlation_table(table, cfg.bootstrap)
     return Results(config=to_dict(cfg), table=table, summary=summarise(table), correlations=correlations,
                    verdicts=verdicts(table, correlations),
-                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=results_provenance(cfg.device, ledger) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def checkpoints(cfg: CrossConfig, zoo_run: ZooRun) -> list[dict]:

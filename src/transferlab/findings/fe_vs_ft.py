@@ -25,7 +25,7 @@ from ..hub import refuse_hub_source
 from ..metrics.spectrum import normalised_similarity, project, spectrum
 from ..probe import fit_linear_probe
 from ..profiles import pretrain_overrides
-from ..provenance import provenance, stopwatch
+from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..stats import verdict_row as _row
 from ..train import accuracy, extract_features, train
@@ -85,7 +85,7 @@ class Results:
 
 def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every checkpoint's measurements, then the verdicts."""
-    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
+    with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         target = load_target(cfg.target)
         data = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in target.items()}
         rows, spectra = [], {}
@@ -100,7 +100,7 @@ def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
     table = pd.DataFrame(rows)
     return Results(config=to_dict(cfg), checkpoints=table, verdicts=verdicts(table, cfg),
                    summary=summarise(table), spectra=spectra,
-                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=results_provenance(cfg.device, ledger) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def unit_dir(cfg: FeVsFtConfig, seed: int):

@@ -33,7 +33,7 @@ from ..metrics.cka import MinibatchCKA, gram_matrices
 from ..metrics.landscape import criticality_map, error_at, error_along_path, loss_barrier, module_groups
 from ..models import create_model
 from ..profiles import pretrain_overrides
-from ..provenance import provenance, stopwatch
+from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..stats import verdict_row as _row
 from ..train import accuracy, channels_last, early_checkpoint_steps, load_weights, predict, train
@@ -370,7 +370,7 @@ def analyse_block(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, bl
 # ---------------------------------------------------------------- run
 def run(cfg: FeatureReuseConfig) -> Results:
     """Compute (or load from the cache) every run and analysis, then the verdicts."""
-    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
+    with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         data = TargetData(cfg)
         rows, ckpt_rows, analyses, source = [], [], [], []
         for seed in range(cfg.seeds):
@@ -399,7 +399,7 @@ def run(cfg: FeatureReuseConfig) -> Results:
     checkpoints = checkpoint_table(pd.DataFrame(ckpt_rows).drop(columns=["curve"]))
     results = Results(config=to_dict(cfg), source=source_df, runs=runs, curves=curves, gaps=gaps,
                       gap_summary=summarise_gaps(gaps), checkpoints=checkpoints, verdicts=pd.DataFrame(),
-                      provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)},
+                      provenance=results_provenance(cfg.device, ledger) | {"this_call_s": round(timer["seconds"], 1)},
                       **tables)
     results.verdicts = verdicts(results, cfg)
     return results

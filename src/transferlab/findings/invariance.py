@@ -32,7 +32,7 @@ from ..hub import refuse_hub_source
 from ..metrics.stir import OPTIMIZERS, REPRESENTATIONS, STARTS, Inversions, invert, noise_baseline, stir_map
 from ..models import create_model
 from ..profiles import ZOO_VIT, pretrain_overrides
-from ..provenance import provenance, stopwatch
+from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate, mean_ci, verdict_above, verdict_row
 from ..train import accuracy, train
 from ..zoo import ZooRun, check_pretrain, pretrain
@@ -128,7 +128,7 @@ class Results:
 def run(cfg: InvarianceConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every seed's maps, then the statistics and verdicts."""
     layers = layers_of(cfg)
-    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
+    with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         targets = {name: load_target(dataclasses.replace(cfg.target, name=name)) for name in cfg.targets}
         data = {name: {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in t.items()}
                 for name, t in targets.items()}
@@ -150,7 +150,7 @@ def run(cfg: InvarianceConfig, progress: bool = True) -> Results:
     return Results(config=to_dict(cfg), maps=maps, noise=noise, residuals=residuals, models=models,
                    statistics=stats, examples=examples(cfg, images, layers),
                    verdicts=verdicts(stats, models, residuals, noise, maps, cfg.targets),
-                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=results_provenance(cfg.device, ledger) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def stir_images(cfg: InvarianceConfig, test: DeviceData) -> torch.Tensor:

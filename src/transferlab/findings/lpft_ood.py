@@ -30,7 +30,7 @@ from ..data.store import load_target
 from ..metrics.distortion import feature_distortion
 from ..probe import LinearProbe, fit_linear_probe
 from ..profiles import pretrain_overrides
-from ..provenance import provenance, stopwatch
+from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..train import accuracy, extract_features, train
 from ..zoo import ZooRun, check_pretrain, pretrain
@@ -137,7 +137,7 @@ class Results:
 
 def run(cfg: LpFtConfig, progress: bool = True) -> Results:
     """Compute (or load from the cache) every seed's measurements, then the verdicts."""
-    with stopwatch() as timer, compute_ledger() as ledger:   # each cached unit's compute, once
+    with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         data, ood = evaluation_sets(cfg)
         units = []
         for seed in range(cfg.seeds):
@@ -153,7 +153,7 @@ def run(cfg: LpFtConfig, progress: bool = True) -> Results:
     return Results(config=to_dict(cfg), accuracy=acc, summary=summarise(acc), distortion=dist, units=unit_table,
                    shifts=shift_table(cfg, data["test"], ood), examples=examples(data["test"], ood),
                    verdicts=verdicts(acc, unit_table, cfg),
-                   provenance=provenance(cfg.device, sum(ledger.values())) | {"this_call_s": round(timer["seconds"], 1)})
+                   provenance=results_provenance(cfg.device, ledger) | {"this_call_s": round(timer["seconds"], 1)})
 
 
 def evaluation_sets(cfg: LpFtConfig) -> tuple[dict[str, DeviceData], dict[str, DeviceData]]:
