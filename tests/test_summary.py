@@ -39,10 +39,11 @@ def test_compute_note_sums_the_ledger():
     """90 minutes over two units on one device, hand-checked; no units, no sentence."""
     from transferlab.summary import compute_note
 
-    note = compute_note({"zoo/a": 3600.0, "findings/b": 1800.0}, ["cpu (x86_64, 2 threads)"])
-    assert "**90 min** (1.5 h) on cpu (x86_64, 2 threads)" in note and "each of the 2 cached units" in note
-    assert "took **1.5 min** on" in compute_note({"findings/c": 90.0}, ["cpu"])   # no hours under one
-    assert compute_note({}, []) == ""
+    note = compute_note([({"zoo/a": 3600.0, "findings/b": 1800.0}, ["cpu (x86_64, 2 threads)"], "cpu", ["01_a"])])
+    assert "every number above from an empty cache took **90 min** (1.5 h) on cpu (x86_64, 2 threads) " \
+           "over 2 cached units" in note
+    assert "took **1.5 min** on" in compute_note([({"findings/c": 90.0}, ["cpu"], "cpu", ["01_a"])])   # no hours
+    assert compute_note([({}, [], "cpu", ["01_a"])]) == ""
 
 
 def test_a_new_findings_claims_reach_the_front_page(monkeypatch):
@@ -93,5 +94,5 @@ def test_each_chapter_is_read_with_the_profile_its_notebook_records(monkeypatch,
     assert list(table["claim"]) == ["A1", "B1", "C1"] and list(table["profile"]) == ["gpu", "cpu", "cpu"]
     text = (tmp_path / "verdict_summary.md").read_text()
     assert "| `gpu` · device of gpu |" in text and "| `cpu` · device of cpu |" in text
-    assert "the `gpu` profile's numbers (chapter 01) from an empty cache took **1.0 min** on device of gpu" in text
-    assert "the `cpu` profile's numbers (chapters 02, 03) from an empty cache took **20.0 min**" in text
+    assert ("from an empty cache, the `gpu` profile's numbers (chapter 01) took **1.0 min** on device of gpu over "
+            "1 cached unit; the `cpu` profile's numbers (chapters 02, 03) took **20.0 min** on device of cpu") in text

@@ -67,22 +67,30 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compute_note(ledger: dict[str, float], devices: list[str], chapters: list[str] | None = None,
-                 profile: str | None = None) -> str:
-    """One sentence under the table: what its numbers (or, with `chapters`, those of one profile's
-    chapters) cost from an empty cache, each unit once."""
-    if not ledger:
+def compute_note(groups: list[tuple[dict[str, float], list[str], str, list[str]]]) -> str:
+    """One sentence under the table: what its numbers cost from an empty cache, each unit once; per
+    profile where the book mixes them, since their units and devices differ.
+    `groups`: (ledger, devices, profile, chapters) per profile."""
+    groups = [group for group in groups if group[0]]
+    if not groups:
         return ""
-    minutes = sum(ledger.values()) / 60
-    took = f"**{minutes:.0f} min** ({minutes / 60:.1f} h)" if minutes >= 60 else f"**{minutes:.1f} min**"
-    which = (f"the `{profile}` profile's numbers (chapter{'s' if len(chapters) > 1 else ''} "
-             f"{', '.join(c[:2] for c in chapters)})" if chapters else "every number above")
-    return (f"\nComputing {which} from an empty cache took {took} "
-            f"on {' and '.join(devices)}: the sum of the compute time each of the {len(ledger)} cached units "
-            "(pretraining runs, fine-tuning runs, probes, inversions, analyses) recorded when it was computed, "
-            "each counted once, though chapters share them; units computed side by side (as on a GPU) "
-            "overlap, so the wall time can be shorter. A chapter's header counts every unit it reads, "
-            "shared pretraining included.\n")
+
+    def cost(ledger: dict[str, float], devices: list[str]) -> str:
+        minutes = sum(ledger.values()) / 60
+        took = f"**{minutes:.0f} min** ({minutes / 60:.1f} h)" if minutes >= 60 else f"**{minutes:.1f} min**"
+        return f"{took} on {' and '.join(devices)} over {len(ledger)} cached unit{'s' if len(ledger) != 1 else ''}"
+
+    if len(groups) == 1:
+        what = f"every number above from an empty cache took {cost(*groups[0][:2])}"
+    else:
+        what = "from an empty cache, " + "; ".join(
+            f"the `{profile}` profile's numbers (chapter{'s' if len(chapters) > 1 else ''} "
+            f"{', '.join(c[:2] for c in chapters)}) took {cost(ledger, devices)}"
+            for ledger, devices, profile, chapters in groups)
+    return (f"\nComputing {what}: the sum of the compute time each unit (pretraining runs, fine-tuning runs, "
+            "probes, inversions, analyses) recorded when it was computed, each counted once, though chapters "
+            "share them; units computed side by side (as on a GPU) overlap, so the wall time can be shorter. "
+            "A chapter's header counts every unit it reads, shared pretraining included.\n")
 
 
 def write_summary(profile: str, output: Path, book: Path | None = None) -> pd.DataFrame:
@@ -96,16 +104,15 @@ def write_summary(profile: str, output: Path, book: Path | None = None) -> pd.Da
     for chapter in CHAPTERS.values():
         if (notebook := book / f"{chapter}.ipynb").exists():
             by_profile.setdefault(executed_profile(notebook) or profile, []).append(chapter)
-    tables, notes = [], []
+    tables, costs = [], []
     for chapter_profile, chapters in by_profile.items():
         with compute_ledger() as ledger:
             table = verdict_summary(chapter_profile, chapters)
         tables.append(table)
-        devices = sorted(set(table["device"])) if len(table) else []
-        notes.append(compute_note(ledger, devices, *((chapters, chapter_profile) if len(by_profile) > 1 else ())))
+        costs.append((ledger, sorted(set(table["device"])) if len(table) else [], chapter_profile, chapters))
     summary = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if len(summary):
         summary = summary.sort_values("chapter", kind="stable", ignore_index=True)
-    text = to_markdown(summary) + "".join(notes)
+    text = to_markdown(summary) + compute_note(costs)
     atomic_write(Path(output), lambda tmp: Path(tmp).write_text(text))
     return summary
