@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole study on one machine, without papermill or internet: the benchmarks run, then every
-# finding's results are computed into the cache by the library's CLI (`python -m transferlab run
-# <finding> --profile P`), four of them side by side; the wall time of each step is printed and
-# kept in timings.txt.
+# finding's results are computed into the cache by the library's CLI, every seed of every finding
+# as its own process side by side (`python -m transferlab run <finding> --profile P --seed S`), then
+# each finding's run of all seeds, which reads them; the wall time of each step is printed and kept
+# in timings.txt.
 # The notebooks later render the cached results on any machine (`make notebooks PROFILE=P`).
 #
 #   scripts/gpu_study.sh            the gpu profile (one H100: the target is under 10 minutes)
@@ -55,7 +56,9 @@ fi
 export PYTHONPATH="$PWD/src:$PWD:${PYTHONPATH:-}"
 # The profile and finding names, checked before anything runs (a one-line error, exit status 2);
 # the findings to run, in book order: those named, else all.
-findings=$("$py" - "$profile" "${named[@]}" <<'PY'
+# Each as "name:seeds", the number of seeds the profile gives it.
+plan=$("$py" - "$profile" "${named[@]}" <<'PY'
+import importlib
 import sys
 from transferlab.config import ParameterError, check_profile
 from transferlab.findings import FINDINGS, check_finding
@@ -64,9 +67,13 @@ try:
     named = {check_finding(name) for name in sys.argv[2:]}
 except ParameterError as err:
     sys.exit(f"error: {err}")
-print(" ".join(name for name in FINDINGS if not named or name in named))
+print(" ".join(f"{name}:{importlib.import_module(module).config(sys.argv[1]).seeds}"
+               for name, module in FINDINGS.items() if not named or name in named))
 PY
 ) || exit 2
+declare -A seeds_of=()
+for entry in $plan; do seeds_of[${entry%:*}]=${entry#*:}; done
+findings=$(for entry in $plan; do printf '%s ' "${entry%:*}"; done)
 dest="${OUT:-.cache/study-$profile}"
 mkdir -p "$dest/logs"
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
@@ -139,12 +146,14 @@ else
   tar -czf "$dest/benchmarks.tgz" -C "$bench_dir" .
   if [ -n "${OUT:-}" ]; then mkdir -p "$cache" && touch "$bench_done"; fi
 fi
-# Every finding but cross at once, then cross, which reuses fe_vs_ft's and feature_reuse's runs.
-# Their many small runs are launch-bound and leave a GPU mostly idle, so side by side one
-# process's kernels fill the gaps between another's launches, and their CPU work (probes, glyph
-# rendering) spreads over the host's cores, a share of which each process gets. A pretraining run
-# two of them need is trained once: the other waits on its lock file in the cache. A pack that
-# meets a file being written is redone a minute later; the last one runs after all have ended.
+# Every seed of every finding but cross as its own process, all at once; then each finding's run of
+# all seeds, which reads their units and computes what is not per seed; then cross the same way (it
+# reuses fe_vs_ft's and feature_reuse's runs). Small runs are launch-bound: each process keeps the
+# GPU busy only between its host-side launches (on the H200, four side by side trained the ViT at
+# the speed of one alone), so side by side one process's kernels fill the gaps between another's,
+# and their CPU work (probes, glyph rendering) spreads over the host's cores, a share each. A
+# pretraining run that two need is trained once: the other waits on its lock file in the cache.
+# A pack that meets a file being written is redone a minute later; the last one runs after all end.
 study_start=$(date +%s.%N)
 stop_packing=$(mktemp -u /tmp/gpu-study-stop.XXXXXX)
 pack_every_minute() {   # until $stop_packing exists; checked every 5 s, so it stops soon after
@@ -157,18 +166,32 @@ pack_every_minute() {   # until $stop_packing exists; checked every 5 s, so it s
 }
 pack_every_minute &
 packer=$!
+# side_by_side STEP:FINDING[:SEED]...: each as a process with its share of the cores; waits for all.
+side_by_side() {
+  local threads=$(( $(nproc) / $# )) pids=() job name finding seed
+  [ "$threads" -ge 1 ] || threads=1
+  for job in "$@"; do
+    IFS=: read -r name finding seed <<< "$job"
+    OMP_NUM_THREADS=$threads step "$name" "$py" -m transferlab run "$finding" --profile "$profile" \
+      ${seed:+--seed "$seed"} &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+}
+# study FINDING...: their seeds side by side, then their runs of all seeds side by side.
+study() {
+  local per_seed=() whole=() finding seed
+  for finding in "$@"; do
+    for seed in $(seq 0 $(( seeds_of[$finding] - 1 ))); do per_seed+=("$finding-seed$seed:$finding:$seed"); done
+    whole+=("$finding:$finding")
+  done
+  side_by_side "${per_seed[@]}"
+  side_by_side "${whole[@]}"
+}
 first_wave=$(tr ' ' '\n' <<< "$findings" | grep -vx cross | tr '\n' ' ' || true)
-side_by_side=$(wc -w <<< "$first_wave")
-threads=$(( $(nproc) / (side_by_side > 0 ? side_by_side : 1) )); [ "$threads" -ge 1 ] || threads=1
-pids=()
-for finding in $first_wave; do
-  OMP_NUM_THREADS=$threads step "$finding" "$py" -m transferlab run "$finding" --profile "$profile" &
-  pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-if grep -qw cross <<< "$findings"; then
-  step cross "$py" -m transferlab run cross --profile "$profile" || failed=1
-fi
+# shellcheck disable=SC2086  # finding names are plain words
+if [ -n "${first_wave// /}" ]; then study $first_wave; fi
+if grep -qw cross <<< "$findings"; then study cross; fi
 touch "$stop_packing" && wait "$packer" || true
 rm -f "$stop_packing"
 pack

@@ -39,6 +39,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _user_params(args)
     finding = _finding(args.finding)
     cfg = finding.config(args.profile, **params)
+    if args.seed is not None:
+        finding.run(cfg, only_seed=args.seed)
+        print(f"{args.finding}: seed {args.seed} computed into the cache (the verdicts need every seed: "
+              "run it again without --seed)")
+        return 0
     results = finding.run(cfg)
     print(results.verdicts.to_string(index=False))
     print(json.dumps(results.provenance, indent=1))
@@ -171,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="compute a finding's results into the cache and print its verdicts")
     _finding_arguments(run)
+    run.add_argument("--seed", type=int, default=None,
+                     help="compute only this seed's units into the cache, no verdicts: processes with different "
+                          "seeds run side by side, then a run without --seed reads them")
     run.set_defaults(func=cmd_run)
     sweep_parser = sub.add_parser("sweep", help="run a finding at every point of a parameter grid, one table")
     _finding_arguments(sweep_parser)

@@ -39,7 +39,7 @@ from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci
 from ..train import channels_last, load_weights
 from ..zoo import ZooRun, pretrain
-from . import fe_vs_ft, feature_reuse, invariance, lpft_ood
+from . import fe_vs_ft, feature_reuse, invariance, lpft_ood, seeds_to_compute
 from .feature_reuse import IMAGE_SIZE, FeatureReuseConfig, TargetData
 from .fe_vs_ft import FeVsFtConfig
 from .invariance import InvarianceConfig
@@ -156,15 +156,19 @@ def load_data(cfg: CrossConfig) -> Data:
     return Data(fe, TargetData(cfg.feature_reuse), lpft, ood)
 
 
-def run(cfg: CrossConfig, progress: bool = True) -> Results:
-    """Measure (or load) every statistic per seed and checkpoint, then correlations and verdicts."""
+def run(cfg: CrossConfig, progress: bool = True, only_seed: int | None = None) -> Results | None:
+    """Measure (or load) every statistic per seed and checkpoint, then correlations and verdicts (with
+    `only_seed`, that seed's statistics only, and no results)."""
+    seeds = seeds_to_compute(cfg.seeds, only_seed)
     with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         data = load_data(cfg)
         rows = []
-        for seed in range(cfg.seeds):
+        for seed in seeds:
             zoo_run = pretrain(cfg.fe_vs_ft.pretrain, seed, cfg.device)
             for meta in checkpoints(cfg, zoo_run):
                 rows.append(measure_checkpoint(cfg, zoo_run, meta, data, progress))
+    if only_seed is not None:
+        return None
     table = pd.DataFrame(rows)
     correlations = correlation_table(table, cfg.bootstrap)
     return Results(config=to_dict(cfg), table=table, summary=summarise(table), correlations=correlations,

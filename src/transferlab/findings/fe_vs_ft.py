@@ -30,6 +30,7 @@ from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_a
 from ..stats import verdict_row as _row
 from ..train import accuracy, extract_features, train
 from ..zoo import ZooRun, check_pretrain, pretrain
+from . import seeds_to_compute
 
 NAME = "fe_vs_ft"
 
@@ -83,13 +84,15 @@ class Results:
     provenance: dict
 
 
-def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
-    """Compute (or load from the cache) every checkpoint's measurements, then the verdicts."""
+def run(cfg: FeVsFtConfig, progress: bool = True, only_seed: int | None = None) -> Results | None:
+    """Compute (or load from the cache) every checkpoint's measurements, then the verdicts (with
+    `only_seed`, that seed's measurements only, and no results)."""
+    seeds = seeds_to_compute(cfg.seeds, only_seed)
     with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         target = load_target(cfg.target)
         data = {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in target.items()}
         rows, spectra = [], {}
-        for seed in range(cfg.seeds):
+        for seed in seeds:
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
             seed_rows = [measure_checkpoint(cfg, zoo_run, meta, data) for meta in zoo_run.checkpoints()]
             spectral_rows, spectra[seed] = spectral_analysis(cfg, zoo_run, [r["checkpoint"] for r in seed_rows])
@@ -97,6 +100,8 @@ def run(cfg: FeVsFtConfig, progress: bool = True) -> Results:
                 row.update(extra)
                 del row["seconds"]
             rows += seed_rows
+    if only_seed is not None:
+        return None
     table = pd.DataFrame(rows)
     return Results(config=to_dict(cfg), checkpoints=table, verdicts=verdicts(table, cfg),
                    summary=summarise(table), spectra=spectra,

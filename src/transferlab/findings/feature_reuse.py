@@ -38,6 +38,7 @@ from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_a
 from ..stats import verdict_row as _row
 from ..train import accuracy, channels_last, early_checkpoint_steps, load_weights, predict, train
 from ..zoo import ZooRun, check_pretrain, pretrain
+from . import seeds_to_compute
 
 NAME = "feature_reuse"
 IMAGE_SIZE = 32
@@ -368,12 +369,14 @@ def analyse_block(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, bl
 
 
 # ---------------------------------------------------------------- run
-def run(cfg: FeatureReuseConfig) -> Results:
-    """Compute (or load from the cache) every run and analysis, then the verdicts."""
+def run(cfg: FeatureReuseConfig, only_seed: int | None = None) -> Results | None:
+    """Compute (or load from the cache) every run and analysis, then the verdicts (with `only_seed`,
+    that seed's runs and analyses only, and no results)."""
+    seeds = seeds_to_compute(cfg.seeds, only_seed)
     with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         data = TargetData(cfg)
         rows, ckpt_rows, analyses, source = [], [], [], []
-        for seed in range(cfg.seeds):
+        for seed in seeds:
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
             metas = zoo_run.checkpoints()
             source.append({"seed": seed, "checkpoint": metas[-1]["name"], "source_acc": metas[-1]["source_acc"]})
@@ -389,6 +392,8 @@ def run(cfg: FeatureReuseConfig) -> Results:
                 for lr in cfg.checkpoint_lrs:
                     unit = finetune_unit(cfg, zoo_run, data, "pt", IMAGE_SIZE, 0, meta["name"], lr)
                     ckpt_rows.append(unit | {"pretrain_epoch": float(meta["epoch"]), "source_acc": meta["source_acc"]})
+    if only_seed is not None:
+        return None
     runs = pd.DataFrame(rows).drop(columns=["curve"])
     curves = pd.DataFrame([{k: r[k] for k in ("init", "seed", "replica", "block", "checkpoint")} | point
                            for r in rows for point in r["curve"]])

@@ -36,6 +36,7 @@ from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate, mean_ci, verdict_above, verdict_row
 from ..train import accuracy, train
 from ..zoo import ZooRun, check_pretrain, pretrain
+from . import seeds_to_compute
 
 NAME = "invariance"
 MIN_SOURCE_ACC = 0.5     # a pretrained model below this did not learn: no evidence either way
@@ -125,18 +126,22 @@ class Results:
     provenance: dict
 
 
-def run(cfg: InvarianceConfig, progress: bool = True) -> Results:
-    """Compute (or load from the cache) every seed's maps, then the statistics and verdicts."""
+def run(cfg: InvarianceConfig, progress: bool = True, only_seed: int | None = None) -> Results | None:
+    """Compute (or load from the cache) every seed's maps, then the statistics and verdicts (with
+    `only_seed`, that seed's maps only, and no results)."""
+    seeds = seeds_to_compute(cfg.seeds, only_seed)
     layers = layers_of(cfg)
     with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         targets = {name: load_target(dataclasses.replace(cfg.target, name=name)) for name in cfg.targets}
         data = {name: {split: DeviceData.from_arrays(ds, cfg.device) for split, ds in t.items()}
                 for name, t in targets.items()}
         images = stir_images(cfg, data[cfg.targets[0]]["test"])
-        zoo = [pretrain(cfg.pretrain, seed, cfg.device) for seed in range(cfg.seeds)]
         units = []
-        for seed in range(cfg.seeds):
-            units.append(measure_seed(cfg, zoo[seed], zoo[(seed + 1) % cfg.seeds], data, images, layers, progress))
+        for seed in seeds:   # each seed's control is the next seed's pretrained model
+            zoo_run, control = (pretrain(cfg.pretrain, s, cfg.device) for s in (seed, (seed + 1) % cfg.seeds))
+            units.append(measure_seed(cfg, zoo_run, control, data, images, layers, progress))
+    if only_seed is not None:
+        return None
     maps = {u["seed"]: u["maps"] for u in units}
     noise = pd.DataFrame([{"seed": u["seed"], "model": m, "layer": layer, "cka": v}
                           for u in units for m, vals in u["noise"].items() for layer, v in zip(layers, vals)])

@@ -34,6 +34,7 @@ from ..provenance import compute_origin, results_provenance, stopwatch
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..train import accuracy, extract_features, train
 from ..zoo import ZooRun, check_pretrain, pretrain
+from . import seeds_to_compute
 
 NAME = "lpft_ood"
 METHODS = ("LP", "FT", "LP-FT")
@@ -135,14 +136,18 @@ class Results:
     provenance: dict
 
 
-def run(cfg: LpFtConfig, progress: bool = True) -> Results:
-    """Compute (or load from the cache) every seed's measurements, then the verdicts."""
+def run(cfg: LpFtConfig, progress: bool = True, only_seed: int | None = None) -> Results | None:
+    """Compute (or load from the cache) every seed's measurements, then the verdicts (with
+    `only_seed`, that seed's measurements only, and no results)."""
+    seeds = seeds_to_compute(cfg.seeds, only_seed)
     with stopwatch() as timer, compute_ledger(compute_origin(cfg.device)) as ledger:   # each cached unit's compute, once
         data, ood = evaluation_sets(cfg)
         units = []
-        for seed in range(cfg.seeds):
+        for seed in seeds:
             zoo_run = pretrain(cfg.pretrain, seed, cfg.device)
             units.append(measure_seed(cfg, zoo_run, data, ood))
+    if only_seed is not None:
+        return None
     kinds = {ID: "ID", **{name: SHIFTS[name].kind for name in cfg.shifts}}
     acc = pd.DataFrame([{"seed": u["seed"], "method": m, "set": s, "kind": kinds[s], "accuracy": a}
                         for u in units for m, by_set in u["accuracy"].items() for s, a in by_set.items()])
