@@ -31,6 +31,7 @@ def test_gpu_study_returns_results_that_render_elsewhere_without_retraining(tmp_
 
     timed = {line.split()[0] for line in (out / "timings.txt").read_text().splitlines()}
     assert {"info", "benchmarks", *FINDINGS, "study", "total"} <= timed
+    assert {f"{name}-seed{seed}" for name in FINDINGS for seed in (0, 1)} <= timed   # each ci seed its own process
     assert not (out / "logs").exists() and (out / "logs.tgz").is_file(), "logs come back as one file"
 
     returned = tmp_path / "returned-cache"
@@ -72,6 +73,7 @@ def test_gpu_study_runs_only_the_findings_named(tmp_path):
                           capture_output=True, text=True, env=_env(tmp_path / "cache", OUT=str(out)), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     timed = [line.split()[0] for line in (out / "timings.txt").read_text().splitlines()]
-    assert timed == ["info", "lpft_ood", "study", "total"]
+    assert timed[0] == "info" and timed[-3:] == ["lpft_ood", "study", "total"]   # its seeds side by side first
+    assert sorted(timed[1:-3]) == ["lpft_ood-seed0", "lpft_ood-seed1"]
     assert not (out / "benchmarks.tgz").exists() and "benchmarks: skipped" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "cache" / "findings").iterdir()) == ["lpft_ood"]
