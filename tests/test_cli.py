@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 
 from transferlab.cli import main
@@ -27,9 +28,10 @@ def test_info_and_empty_zoo(capsys):
     assert "empty" in capsys.readouterr().out
 
 
-def test_run_of_one_seed_computes_that_seed_and_a_later_run_reads_it(isolated_cache, capsys):
+def test_run_of_one_seed_computes_that_seed_and_a_later_run_reads_it(isolated_cache, capsys, monkeypatch):
     """`run --seed 1` (what scripts/gpu_study.sh runs side by side) computes seed 1's units only;
-    the run of all seeds then computes seed 0 and reads seed 1 (its compute time came from the first)."""
+    the run of all seeds then computes seed 0 and reads seed 1, and gets the same numbers as a run
+    that computes both seeds in order (nothing carries over from one seed to the next)."""
     from transferlab.cache import compute_ledger
     from transferlab.findings import lpft_ood
 
@@ -43,3 +45,7 @@ def test_run_of_one_seed_computes_that_seed_and_a_later_run_reads_it(isolated_ca
     with compute_ledger() as ledger:
         results = lpft_ood.run(cfg, progress=False)
     assert sorted(results.units["seed"]) == [0, 1] and len(ledger) == 4   # two zoo runs, two seed units
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(isolated_cache.parent / "in-order"))
+    in_order = lpft_ood.run(cfg, progress=False)
+    pd.testing.assert_frame_equal(results.accuracy, in_order.accuracy)
+    pd.testing.assert_frame_equal(results.units.drop(columns="seconds"), in_order.units.drop(columns="seconds"))
