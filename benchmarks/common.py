@@ -18,6 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from transferlab.provenance import device_name, git_commit, versions
+from transferlab.train import compile_mode
 
 # Dense bf16 tensor-core peak (TFLOP/s) by a substring of the CUDA device name; MFU is
 # reported only for cards listed here.
@@ -158,4 +159,4 @@ def provenance_record(device: str, load_start: tuple[float, float, float], secon
             "loadavg_start": [round(x, 2) for x in load_start],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "niceness": os.nice(0), "wall_time_s": round(seconds, 1),
-            "compile": os.environ.get("TRANSFERLAB_COMPILE", "0") == "1"}
+            "compile": compile_mode() or False}

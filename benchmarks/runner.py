@@ -3,7 +3,7 @@
 A benchmark module has `run(quick: bool, device: str) -> dict` returning
 {"cases": [common.case(...), ...], "notes": str}; the runner adds the name, the device and
 the provenance, checks the schema and writes `<out>/<device slug>/<name>[-compile][-quick].json`
-(-compile: TRANSFERLAB_COMPILE=1).
+(-compile: TRANSFERLAB_COMPILE=1; -compile-reduce-overhead: TRANSFERLAB_COMPILE=reduce-overhead).
 """
 from __future__ import annotations
 
@@ -62,12 +62,19 @@ def run_benchmark(name: str, quick: bool, device: str, out: Path) -> tuple[dict,
     record = {"schema": SCHEMA, "name": name, "device": device, **result,
               "provenance": provenance_record(device, load, time.perf_counter() - start, quick)}
     check_record(record)
-    mode = ("-compile" if record["provenance"]["compile"] else "") + ("-quick" if quick else "")
+    mode = compile_suffix(record["provenance"]["compile"]) + ("-quick" if quick else "")
     path = out / device_slug(device) / f"{name}{mode}.json"
     write_json(path, record)
     for line in summary_lines(record):
         print(line, flush=True)
     return record, path
+
+
+def compile_suffix(compile: bool | str) -> str:
+    """'' (not compiled), '-compile' (TRANSFERLAB_COMPILE=1; older results say True) or '-compile-<mode>'."""
+    if not compile:
+        return ""
+    return "-compile" if compile in (True, "default") else f"-compile-{compile}"
 
 
 def summary_lines(record: dict) -> list[str]:

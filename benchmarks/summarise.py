@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transferlab.cache import atomic_write
 
-from .runner import RESULTS, check_record
+from .runner import RESULTS, check_record, compile_suffix
 
 TABLE = Path(__file__).resolve().parents[1] / "book" / "performance_table.md"
 
@@ -22,13 +22,15 @@ def load_records(results: Path = RESULTS) -> list[dict]:
         record = json.loads(path.read_text())
         check_record(record)
         records.append(record)
-    return sorted(records, key=lambda r: (r["provenance"]["device"], r["name"], r["provenance"]["compile"],
+    return sorted(records, key=lambda r: (r["provenance"]["device"], r["name"], compile_suffix(r["provenance"]["compile"]),
                                           r["provenance"]["quick"]))
 
 
 def _mode(provenance: dict) -> str:
-    """' (compile)', ' (quick)', both or neither: how a run differs from the default one."""
-    return (" (compile)" if provenance["compile"] else "") + (" (quick)" if provenance["quick"] else "")
+    """' (compile)', ' (compile, CUDA graphs)', ' (quick)', or none: how a run differs from the default one."""
+    compiled = {"": "", "-compile": " (compile)",
+                "-compile-reduce-overhead": " (compile, CUDA graphs)"}[compile_suffix(provenance["compile"])]
+    return compiled + (" (quick)" if provenance["quick"] else "")
 
 
 def _rate(side: dict) -> str:

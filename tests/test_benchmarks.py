@@ -81,9 +81,10 @@ def test_performance_table_has_one_table_per_device_and_mfu_only_where_measured(
     assert "| train | vit | 2.00x | 2.00x | 1.000 / 2.000 | 100 / 100 | 1 / 1 |" in cpu
 
 
-@pytest.mark.parametrize("flag", ["", "1"])
-def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag):
-    """TRANSFERLAB_COMPILE=1 routes the training forward through torch.compile; unset, nothing is compiled."""
+@pytest.mark.parametrize("flag, mode", [("", None), ("1", "default"), ("reduce-overhead", "reduce-overhead")])
+def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag, mode):
+    """TRANSFERLAB_COMPILE=1 routes the training forward through torch.compile, =reduce-overhead
+    through its CUDA-graph mode; unset, nothing is compiled."""
     import torch
 
     from transferlab.config import ModelConfig, TrainConfig
@@ -93,10 +94,36 @@ def test_compile_switch_is_off_unless_asked(stripes, monkeypatch, flag):
 
     compiled = []
     monkeypatch.setenv("TRANSFERLAB_COMPILE", flag)
-    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    monkeypatch.setattr(torch, "compile", lambda model, mode: compiled.append((model, mode)) or model)
     model = create_model(ModelConfig(arch="resnet", width=4, depth=8), 8)
     train(model, DeviceData.from_arrays(stripes, "cpu"), TrainConfig(epochs=1, batch_size=256), seed=0)
-    assert compiled == ([model] if flag else [])
+    assert compiled == ([(model, mode)] if mode else [])
+
+
+def test_an_unknown_compile_mode_is_refused_before_training(stripes, monkeypatch):
+    import torch
+
+    from transferlab.config import ModelConfig, ParameterError, TrainConfig
+    from transferlab.data.device import DeviceData
+    from transferlab.models import create_model
+    from transferlab.train import train
+
+    monkeypatch.setenv("TRANSFERLAB_COMPILE", "yes")
+    model = create_model(ModelConfig(arch="resnet", width=4, depth=8), 8)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ParameterError, match="'TRANSFERLAB_COMPILE' environment variable must be one of"):
+        train(model, DeviceData.from_arrays(stripes, "cpu"), TrainConfig(epochs=1, batch_size=256), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_compiled_runs_get_their_own_result_file_and_row_label():
+    from benchmarks.runner import compile_suffix
+    from benchmarks.summarise import _mode
+
+    assert [compile_suffix(c) for c in (False, True, "default", "reduce-overhead")] == \
+        ["", "-compile", "-compile", "-compile-reduce-overhead"]
+    assert _mode({"compile": "reduce-overhead", "quick": True}) == " (compile, CUDA graphs) (quick)"
+    assert _mode({"compile": True, "quick": False}) == " (compile)"
 
 
 def test_seeds_benchmark_falls_back_to_fp32_where_the_vmapped_step_fails_under_bf16():

@@ -3,7 +3,8 @@
 Fast because data never leaves the device, the step has no host sync (the loss is
 accumulated on the device and read once per epoch), and CUDA runs in bf16 autocast with
 channels_last convolutions and a fused optimizer. TRANSFERLAB_COMPILE=1 also compiles the
-training forward pass with torch.compile (off by default: compiling costs minutes on a CPU).
+training forward pass with torch.compile, and TRANSFERLAB_COMPILE=reduce-overhead replays it as
+CUDA graphs (both off by default: compiling costs minutes on a CPU).
 Checkpoints are safetensors weights + JSON metadata; the loop resumes from the last one.
 """
 from __future__ import annotations
@@ -57,9 +58,19 @@ def fast_layout(model: nn.Module) -> nn.Module:
     return channels_last(model) if fast_path(next(model.parameters()).device) else model
 
 
-def compile_enabled() -> bool:
-    """Whether TRANSFERLAB_COMPILE=1 asks for torch.compile of the training forward pass."""
-    return os.environ.get("TRANSFERLAB_COMPILE", "0") == "1"
+# TRANSFERLAB_COMPILE -> torch.compile mode of the training forward pass (None: not compiled).
+# 'reduce-overhead' also replays each compiled step as a CUDA graph: one launch instead of one per
+# operator, for steps bound by the host launching kernels (the Performance page).
+COMPILE_MODES = {"": None, "0": None, "1": "default", "reduce-overhead": "reduce-overhead"}
+
+
+def compile_mode() -> str | None:
+    """The torch.compile mode TRANSFERLAB_COMPILE asks for, or None; a value it cannot mean is an error."""
+    value = os.environ.get("TRANSFERLAB_COMPILE", "0")
+    if value not in COMPILE_MODES:
+        raise ParameterError(f"The 'TRANSFERLAB_COMPILE' environment variable must be one of "
+                             f"{sorted(k for k in COMPILE_MODES if k)} (or unset). Got {value!r} instead.")
+    return COMPILE_MODES[value]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -207,7 +218,8 @@ def train(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, seed: int,
     skips the precise-BN recompute; their affine weights still train.
     """
     device = data.device
-    forward = torch.compile(fast_layout(model)) if compile_enabled() else fast_layout(model)
+    mode = compile_mode()
+    forward = torch.compile(fast_layout(model), mode=mode) if mode else fast_layout(model)
     steps = steps_per_epoch(len(data), cfg.batch_size)
     bs = min(cfg.batch_size, len(data))
     optimizer = make_optimizer(model, cfg)
