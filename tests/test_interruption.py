@@ -55,8 +55,9 @@ def _kill_after(proc: subprocess.Popen, run: Path, checkpoint: str) -> dict:
 
 
 def _checkpoints(run: Path) -> dict[str, tuple[dict, dict]]:
-    """checkpoint name -> (weights, metadata) of a finished run."""
-    return {name: (load_file(run / f"{name}.safetensors"), read_json(run / f"{name}.json"))
+    """checkpoint name -> (weights, metadata without the training time so far) of a finished run."""
+    return {name: (load_file(run / f"{name}.safetensors"),
+                   {k: v for k, v in read_json(run / f"{name}.json").items() if k != "train_seconds"})
             for name in read_json(run / "done.json")["checkpoints"]}
 
 

@@ -164,3 +164,36 @@ def test_precise_bn_stops_early_with_the_full_passes_statistics(arch, stripes):
     assert want and all(torch.equal(got[k], v) for k, v in want.items())
     assert blocks_ran == []
     assert all(not m._forward_hooks for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+def test_a_resumed_run_counts_the_training_time_of_the_process_it_resumed_from(stripes, tmp_path):
+    """Every checkpoint records the run's training seconds so far; a resumed run starts from the
+    last one's, so a run stopped at a device's time limit and finished later still reports (and the
+    zoo charges) all its compute. Hand-checkable: the stopped process spent over a second at ep1."""
+    import time
+
+    from transferlab.cache import read_json
+
+    data = DeviceData.from_arrays(stripes, "cpu")
+    cfg = TrainConfig(epochs=3, batch_size=128, lr=3e-3)
+
+    class Interrupt(Exception):
+        pass
+
+    def slow_then_stop(name, epoch):
+        if epoch == 1:
+            time.sleep(1.0)
+        if epoch == 2:
+            raise Interrupt
+        return {}
+
+    torch.manual_seed(0)
+    with pytest.raises(Interrupt):
+        train(create_model(ModelConfig(width=8), stripes.num_classes), data, cfg, seed=1,
+              checkpoint_dir=tmp_path, on_checkpoint=slow_then_stop)
+    before = read_json(tmp_path / "ep1.json")["train_seconds"]
+    assert before >= 1.0
+    torch.manual_seed(0)
+    result = train(create_model(ModelConfig(width=8), stripes.num_classes), data, cfg, seed=1, checkpoint_dir=tmp_path)
+    assert result.seconds_before == before
+    assert read_json(tmp_path / "ep3.json")["train_seconds"] >= before

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -194,6 +195,12 @@ def extract_features(model: nn.Module, data: DeviceData, batch_size: int = 512) 
 class TrainResult:
     losses: list[float] = field(default_factory=list)   # mean training loss per epoch
     checkpoints: list[str] = field(default_factory=list)
+    seconds_before: float = 0.0   # what earlier processes spent on this run before the one resumed from
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        """Training seconds of this run so far, those of the processes it resumed from included."""
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def _epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
@@ -297,7 +304,8 @@ def _save(directory: Path, name: str, epoch: float, step: int, model: nn.Module,
     extra = on_checkpoint(name, epoch) if on_checkpoint else {}
     _train_mode(model, freeze_bn)
     result.checkpoints.append(name)
-    meta = {"name": name, "epoch": epoch, "step": step, "losses": result.losses, **extra}
+    meta = {"name": name, "epoch": epoch, "step": step, "losses": result.losses,
+            "train_seconds": round(result.seconds(), 1), **extra}
     write_json(directory / f"{name}.json", meta)
     # last.json is the commit point: until it names this checkpoint, a resume ignores it.
     previous = read_json(directory / "last.json")
@@ -321,7 +329,8 @@ def _resume(directory: Path, model: nn.Module, optimizer,
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     meta = read_json(directory / f"{last['name']}.json") or {}
-    result = TrainResult(losses=list(meta.get("losses", [])), checkpoints=list(last["checkpoints"]))
+    result = TrainResult(losses=list(meta.get("losses", [])), checkpoints=list(last["checkpoints"]),
+                         seconds_before=float(meta.get("train_seconds", 0.0)))
     return int(last["step"]), state["generator"], state.get("loss_sum"), result
 
 

@@ -127,7 +127,8 @@ def _train_run(cfg: PretrainConfig, seed: int, device: str, path: Path) -> None:
                        desc=f"pretrain seed {seed}")
     write_json(path / "done.json", {"checkpoints": ["ep0", *result.checkpoints],
                                     "num_classes": train_ds.num_classes, "losses": result.losses,
-                                    "provenance": provenance(device, timer["seconds"])})
+                                    # a resumed run's earlier processes count too: the ledger charges this
+                                    "provenance": provenance(device, timer["seconds"] + result.seconds_before)})
 
 
 COMPLETE, STRIPPED, DAMAGED = "complete", "stripped", "damaged"
