@@ -50,9 +50,13 @@ def versions() -> dict[str, str]:
     return found
 
 
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 def provenance(device: str, wall_time_s: float) -> dict:
     return {"commit": git_commit(), "versions": versions(), "device": device_name(device),
-            "wall_time_s": round(wall_time_s, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "wall_time_s": round(wall_time_s, 1), "finished": timestamp()}
 
 
 def compute_origin(device: str) -> dict:
@@ -65,7 +69,7 @@ def results_provenance(device: str, ledger: "Ledger") -> dict:
     units recorded when they were computed, so results computed on a GPU and rendered on a laptop
     name the GPU. A unit with no record (computed before units recorded one) counts as computed
     here; where units differ, each value is listed. The wall time is the units' compute time."""
-    here = provenance(device, sum(ledger.values()))
+    here = {**(ledger.origin or compute_origin(device)), "finished": timestamp()}   # the run's own origin
     origins = [ledger.origins.get(path, here) for path in ledger] or [here]
 
     def distinct(values: list[str]) -> str:
@@ -74,7 +78,7 @@ def results_provenance(device: str, ledger: "Ledger") -> dict:
     names = dict.fromkeys(name for o in origins for name in o["versions"])   # in the order recorded
     return {"commit": distinct([o["commit"] for o in origins]),
             "versions": {name: distinct([o["versions"].get(name, "unknown") for o in origins]) for name in names},
-            "device": distinct([o["device"] for o in origins]), "wall_time_s": here["wall_time_s"],
+            "device": distinct([o["device"] for o in origins]), "wall_time_s": round(sum(ledger.values()), 1),
             "finished": max(o.get("finished", here["finished"]) for o in origins)}
 
 
