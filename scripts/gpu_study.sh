@@ -149,8 +149,8 @@ fi
 # Every seed of every finding but cross as its own process, all at once; then each finding's run of
 # all seeds, which reads their units and computes what is not per seed; then cross the same way (it
 # reuses fe_vs_ft's and feature_reuse's runs). Small runs are launch-bound: each process keeps the
-# GPU busy only between its host-side launches (on the H200, four side by side trained the ViT at
-# the speed of one alone), so side by side one process's kernels fill the gaps between another's,
+# GPU busy only between its host-side launches (on the H200 a ViT pretraining run took 87-88 s with
+# three other findings beside it, 74-78 s with one), so one process's kernels fill another's gaps,
 # and their CPU work (probes, glyph rendering) spreads over the host's cores, a share each. A
 # pretraining run that two need is trained once: the other waits on its lock file in the cache.
 # A pack that meets a file being written is redone a minute later; the last one runs after all end.
