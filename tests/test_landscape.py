@@ -5,11 +5,12 @@ import torch
 
 from transferlab.config import ModelConfig, TrainConfig
 from transferlab.data.device import DeviceData
+from transferlab.host_reads import HostReads
 from transferlab.metrics.agreement import independent_jaccard, mistake_jaccard
 from transferlab.metrics.landscape import (criticality_map, error_along_path, interpolate_state, loss_barrier,
                                            module_groups)
 from transferlab.models import create_model
-from transferlab.train import accuracy, train
+from transferlab.train import accuracy, recompute_bn_stats, train
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,42 @@ def test_criticality_alpha_zero_without_noise_is_the_trained_error(trained):
     assert np.allclose(errors[:, 0], trained_error)
     assert trained_error < 0.5 and errors[-1, 1] > trained_error  # a rewound head is random: critical
     assert all(torch.equal(v, final[k]) for k, v in model.state_dict().items())  # weights restored
+
+
+def test_criticality_with_noise_is_its_definition_cell_by_cell(trained):
+    """Each cell is the mean error over draws of the model with one module moved toward its init plus
+    noise, BN statistics recomputed; the noise is drawn per tensor in (module, alpha, draw) order, so
+    the map is this loop's, bit for bit."""
+    model, data, init, final = trained
+    alphas, sigma, draws = (0.0, 0.5, 1.0), 0.1, 2
+    modules, errors = criticality_map(model, final, init, data, data, alphas=alphas, sigma=sigma, draws=draws,
+                                      seed=5, bn_batches=1)
+    gen, want = torch.Generator().manual_seed(5), np.zeros((len(modules), len(alphas)))
+    for m, params in enumerate(module_groups(model).values()):
+        for i, alpha in enumerate(alphas):
+            errs = []
+            for _ in range(draws):
+                state = dict(final)
+                for p in params:
+                    rms = final[p].float().square().mean().sqrt()
+                    state[p] = torch.lerp(final[p], init[p], alpha) + sigma * rms * torch.randn(final[p].shape, generator=gen)
+                model.load_state_dict(state)
+                recompute_bn_stats(model, data, num_batches=1, seed=0)
+                errs.append(1.0 - accuracy(model, data))
+            want[m, i] = np.mean(errs)
+    np.testing.assert_array_equal(errors, want)
+
+
+def test_paths_and_maps_read_the_device_once(trained):
+    """Every point's error stays on the device until the whole path or map is done: one read (one GPU
+    sync) for 5 points, or for 5 modules x 3 alphas x 2 draws, not one per evaluation."""
+    model, data, init, final = trained
+    with HostReads() as reads:
+        error_along_path(model, init, final, data, data, points=5, bn_batches=1)
+    assert reads.total == 1, reads.sites
+    with HostReads() as reads:
+        criticality_map(model, final, init, data, data, alphas=(0.0, 0.5, 1.0), sigma=0.1, draws=2, bn_batches=1)
+    assert reads.total == 1, reads.sites
 
 
 def test_module_groups_cover_every_parameter(trained):

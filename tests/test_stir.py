@@ -9,6 +9,7 @@ from torch import nn
 from transferlab.config import ModelConfig, ParameterError
 from transferlab.data.device import standardize_unit
 from transferlab.findings import invariance
+from transferlab.host_reads import HostReads
 from transferlab.metrics.cka import linear_cka, paired_cka
 from transferlab.metrics.stir import (block_outputs, invert, layer_set_outputs, noise_baseline, starting_images,
                                       stir_map)
@@ -82,6 +83,19 @@ def test_batched_inversion_matches_the_per_layer_loop(arch):
     batched = invert(model, x, [0, 2], steps=15, batched=True)
     torch.testing.assert_close(batched.images, looped.images, atol=1e-4, rtol=0)
     torch.testing.assert_close(batched.residuals, looped.residuals, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "ngd"])
+def test_inversion_steps_read_nothing_back_from_the_device(optimizer, fast_path_on_cpu):
+    """On the fast path no step waits for the GPU: the reads (the residuals at the end) do not grow
+    with the number of steps."""
+    model, x = tiny_resnet(), images(6)
+    counts = []
+    for steps in (2, 6):
+        with HostReads() as reads:
+            invert(model, x, [1, 2], steps=steps, step_size=0.05, optimizer=optimizer, batched=True)
+        counts.append(reads.total)
+    assert counts[0] == counts[1] <= 2, counts
 
 
 @pytest.mark.parametrize("arch", ["vit", "resnet"])

@@ -6,6 +6,7 @@ from safetensors.torch import load_file
 
 from transferlab.config import ModelConfig, ParameterError, TrainConfig
 from transferlab.data.device import DeviceData, random_translate, standardize
+from transferlab.host_reads import HostReads
 from transferlab.models import create_model
 from transferlab.train import accuracy, early_checkpoint_steps, train
 
@@ -158,12 +159,28 @@ def test_precise_bn_stops_early_with_the_full_passes_statistics(arch, stripes):
     blocks_ran = []
     if arch == "vit":
         model.blocks[0].register_forward_hook(lambda *args: blocks_ran.append(1))
-    recompute_bn_stats(model, data, batch_size=256, num_batches=2, seed=3)
+    with HostReads() as reads:   # (momentum None would read each layer's batch count: a GPU sync per layer)
+        recompute_bn_stats(model, data, batch_size=256, num_batches=2, seed=3)
+    assert reads.total == 0, reads.sites
     want = {k: v for k, v in reference.state_dict().items() if "running" in k or "num_batches" in k}
     got = model.state_dict()
     assert want and all(torch.equal(got[k], v) for k, v in want.items())
     assert blocks_ran == []
     assert all(not m._forward_hooks for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vit"])
+def test_training_steps_read_nothing_back_from_the_device(arch, stripes, fast_path_on_cpu):
+    """On the fast path (the GPU's) the loop reads the device once per epoch, for the epoch's mean
+    loss: no step waits for the GPU, nor does the precise-BN pass at the end."""
+    data = DeviceData.from_arrays(stripes, "cpu")
+    model = create_model(ModelConfig(arch=arch, width=8 if arch == "resnet" else 16, depth=8 if arch == "resnet" else 2),
+                         stripes.num_classes)
+    cfg = TrainConfig(epochs=2, batch_size=32)
+    with HostReads() as reads:
+        result = train(model, data, cfg, seed=0)
+    assert len(data) // cfg.batch_size > 2 and len(result.losses) == 2
+    assert reads.total == cfg.epochs, reads.sites
 
 
 def test_a_resumed_run_counts_the_training_time_of_the_process_it_resumed_from(stripes, tmp_path):

@@ -144,13 +144,17 @@ def recompute_bn_stats(model: nn.Module, data: DeviceData, batch_size: int = 256
     hooks = [bn.register_forward_hook(stop_after_last) for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the batches below
     model.train()
     gen = torch.Generator(device=data.device).manual_seed(seed)
     try:
         for i, (x, _) in enumerate(batches(data, batch_size, shuffle=True, generator=gen)):
             if i == num_batches:
                 break
+            # The cumulative average over the batches so far: momentum None computes this factor from
+            # the layer's batch counter, a read from the device per layer and batch (a GPU sync);
+            # the same number given as momentum reads nothing.
+            for bn in bns:
+                bn.momentum = 1.0 / (i + 1)
             ran.clear()
             try:
                 with autocast(data.device):

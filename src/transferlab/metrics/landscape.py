@@ -35,13 +35,30 @@ def interpolate_state(state_a: dict, state_b: dict, lam: float) -> dict:
             for k, v in state_a.items()}
 
 
-def error_at(model: nn.Module, state: dict, data: DeviceData, bn_data: DeviceData | None,
-             bn_batches: int = 4, bn_batch_size: int = 256, batch_size: int = 512) -> float:
-    """Test error of `model` with weights `state`, BN statistics recomputed on `bn_data` first."""
+def _accuracy(model: nn.Module, state: dict, data: DeviceData, bn_data: DeviceData | None,
+              bn_batches: int = 4, bn_batch_size: int = 256, batch_size: int = 512) -> torch.Tensor:
+    """Test accuracy of `model` with weights `state` as a 0-d tensor on the data's device (read from
+    it by the caller, many at once), BN statistics recomputed on `bn_data` first."""
     model.load_state_dict(state)
     if bn_data is not None:
         recompute_bn_stats(model, bn_data, batch_size=bn_batch_size, num_batches=bn_batches, seed=BN_SEED)
-    return 1.0 - (predict(model, data, batch_size) == data.labels).float().mean().item()
+    return (predict(model, data, batch_size) == data.labels).float().mean()
+
+
+def _errors(accuracies: list[torch.Tensor]) -> np.ndarray:
+    """1 - accuracy of each, read from the device in one go (one GPU sync, not one per point)."""
+    return 1.0 - torch.stack(accuracies).cpu().double().numpy()
+
+
+def _on(state: dict, device: torch.device) -> dict:
+    """`state` with every tensor on `device`, so that interpolating and loading it copies nothing
+    from the host (a pageable host-to-GPU copy waits for the GPU)."""
+    return {k: v.to(device) for k, v in state.items()}
+
+
+def error_at(model: nn.Module, state: dict, data: DeviceData, bn_data: DeviceData | None, **kwargs) -> float:
+    """Test error of `model` with weights `state`, BN statistics recomputed on `bn_data` first."""
+    return float(_errors([_accuracy(model, state, data, bn_data, **kwargs)])[0])
 
 
 def error_along_path(model: nn.Module, state_a: dict, state_b: dict, data: DeviceData,
@@ -50,9 +67,9 @@ def error_along_path(model: nn.Module, state_a: dict, state_b: dict, data: Devic
     if points < 2:
         raise ValueError(f"The 'points' parameter must be an int >= 2. Got {points!r} instead.")
     lams = np.linspace(0.0, 1.0, points)
-    errors = np.array([error_at(model, interpolate_state(state_a, state_b, lam), data, bn_data, **kwargs)
-                       for lam in lams])
-    return lams, errors
+    state_a, state_b = _on(state_a, data.device), _on(state_b, data.device)
+    return lams, _errors([_accuracy(model, interpolate_state(state_a, state_b, lam), data, bn_data, **kwargs)
+                          for lam in lams])
 
 
 def loss_barrier(errors) -> float:
@@ -84,25 +101,40 @@ def criticality_map(model: nn.Module, final_state: dict, init_state: dict, data:
     model.load_state_dict(final_state)
     modules = modules or module_groups(model)
     gen = torch.Generator().manual_seed(seed)
-    trained = None
-    out = np.zeros((len(modules), len(alphas)))
-    for m, (name, params) in enumerate(modules.items()):
-        for i, alpha in enumerate(alphas):
-            if alpha == 0 and sigma == 0:
-                if trained is None:
-                    trained = error_at(model, final_state, data, None, **kwargs)
-                out[m, i] = trained
-                continue
-            errs = []
-            for _ in range(draws if sigma > 0 else 1):
-                state = dict(final_state)
+    final, init = _on(final_state, data.device), _on(init_state, data.device)
+    draws = draws if sigma > 0 else 1
+    moved = [i for i, alpha in enumerate(alphas) if alpha != 0 or sigma != 0]
+    unmoved = [i for i in range(len(alphas)) if i not in moved]
+    accuracies = []   # in (module, moved alpha, draw) order; read from the device once, at the end
+    for params in modules.values():
+        noise = _module_noise(final_state, params, len(moved) * draws, sigma, gen, data.device)
+        for i in moved:
+            for _ in range(draws):
+                state = dict(final)
                 for p in params:
-                    theta = torch.lerp(final_state[p].float(), init_state[p].float(), float(alpha))
+                    theta = torch.lerp(final[p].float(), init[p].float(), float(alphas[i]))
                     if sigma > 0:
-                        rms = final_state[p].float().square().mean().sqrt()
-                        theta = theta + sigma * rms * torch.randn(theta.shape, generator=gen)
-                    state[p] = theta.to(final_state[p].dtype)
-                errs.append(error_at(model, state, data, bn_data, **kwargs))
-            out[m, i] = float(np.mean(errs))
+                        rms = final[p].float().square().mean().sqrt()
+                        theta = theta + sigma * rms * next(noise)
+                    state[p] = theta.to(final[p].dtype)
+                accuracies.append(_accuracy(model, state, data, bn_data, **kwargs))
+    if unmoved:   # weights that did not move keep the trained BN statistics: the trained model's error
+        accuracies.append(_accuracy(model, final, data, None, **kwargs))
+    errors = _errors(accuracies)
+    out = np.empty((len(modules), len(alphas)))
+    out[:, moved] = errors[:len(modules) * len(moved) * draws].reshape(len(modules), len(moved), draws).mean(2)
+    out[:, unmoved] = errors[-1]
     model.load_state_dict(final_state)
     return list(modules), out
+
+
+def _module_noise(state: dict, params: list[str], draws: int, sigma: float, gen: torch.Generator,
+                  device: torch.device):
+    """N(0, 1) noise for every draw of one module's parameters, drawn on the host from `gen` in the
+    order a per-tensor loop draws it (so the same seed gives the same maps) and sent to `device`
+    in one copy; yields one tensor per (draw, parameter). None of it when `sigma` is 0."""
+    if sigma <= 0:
+        return iter(())
+    host = [torch.randn(state[p].shape, generator=gen) for _ in range(draws) for p in params]
+    flat = torch.cat([t.flatten() for t in host]).to(device)
+    return iter(chunk.view(t.shape) for chunk, t in zip(flat.split([t.numel() for t in host]), host))

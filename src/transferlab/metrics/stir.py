@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config import Choice, ParameterError
 from ..data.device import standardize_unit
-from ..train import autocast
+from ..train import autocast, fast_path
 from .cka import paired_cka
 
 OPTIMIZERS = ("adam", "ngd")   # Adam on the image / normalised-gradient steps (the STIR paper's)
@@ -172,7 +172,8 @@ def _optimise(model: nn.Module, representation: str, starts: torch.Tensor, layer
     g, n = starts.shape[:2]
     norms = torch.stack([t.flatten(1).norm(dim=1).clamp_min(1e-12) for t in targets])       # (G, N)
     x = starts.reshape(g * n, *starts.shape[2:]).clone().requires_grad_(True)
-    adam = torch.optim.Adam([x], lr=step_size) if optimizer == "adam" else None
+    # On the fast path one fused kernel per step, which also reads no step count back to the host.
+    adam = torch.optim.Adam([x], lr=step_size, fused=fast_path(x.device)) if optimizer == "adam" else None
     best, best_loss = x.detach().clone(), torch.full((g * n,), float("inf"), device=x.device)
 
     def losses() -> torch.Tensor:
@@ -186,7 +187,7 @@ def _optimise(model: nn.Module, representation: str, starts: torch.Tensor, layer
                 first = loss.view(g, n).mean(1)
             better = loss < best_loss
             best_loss = torch.where(better, loss, best_loss)
-            best[better] = x[better]
+            best = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x, best)   # (a mask index would sync)
         if step == steps:
             break
         (grad,) = torch.autograd.grad(loss.sum(), x)
