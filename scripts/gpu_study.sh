@@ -146,14 +146,15 @@ else
   tar -czf "$dest/benchmarks.tgz" -C "$bench_dir" .
   if [ -n "${OUT:-}" ]; then mkdir -p "$cache" && touch "$bench_done"; fi
 fi
-# Every seed of every finding but cross as its own process, all at once; then each finding's run of
-# all seeds, which reads their units and computes what is not per seed; then cross the same way (it
-# reuses fe_vs_ft's and feature_reuse's runs). Small runs are launch-bound: each process keeps the
-# GPU busy only between its host-side launches (on the H200 a ViT pretraining run took 87-88 s with
-# three other findings beside it, 74-78 s with one), so one process's kernels fill another's gaps,
-# and their CPU work (probes, glyph rendering) spreads over the host's cores, a share each. A
-# pretraining run that two need is trained once: the other waits on its lock file in the cache.
-# A pack that meets a file being written is redone a minute later; the last one runs after all end.
+# Every seed of every finding as its own process, all at once; then each finding's run of all seeds,
+# which reads their units and computes what is not per seed. Small runs are launch-bound: each
+# process keeps the GPU busy only between its host-side launches (on the H200 a ViT pretraining run
+# took 87-88 s with three other findings beside it, 74-78 s with one), so one process's kernels fill
+# another's gaps, and their CPU work (probes, glyph rendering) spreads over the host's cores, a share
+# each. A unit that several need (cross reads fe_vs_ft's and feature_reuse's runs; those two share
+# the ResNet zoo) is computed once, by whichever gets to it first: the others wait on its lock file
+# in the cache, then read it. A pack that meets a file being written is redone a minute later; the
+# last one runs after all end.
 study_start=$(date +%s.%N)
 stop_packing=$(mktemp -u /tmp/gpu-study-stop.XXXXXX)
 pack_every_minute() {   # until $stop_packing exists; checked every 5 s, so it stops soon after
@@ -188,10 +189,8 @@ study() {
   side_by_side "${per_seed[@]}"
   side_by_side "${whole[@]}"
 }
-first_wave=$(tr ' ' '\n' <<< "$findings" | grep -vx cross | tr '\n' ' ' || true)
 # shellcheck disable=SC2086  # finding names are plain words
-if [ -n "${first_wave// /}" ]; then study $first_wave; fi
-if grep -qw cross <<< "$findings"; then study cross; fi
+study $findings
 touch "$stop_packing" && wait "$packer" || true
 rm -f "$stop_packing"
 pack

@@ -14,6 +14,39 @@ def test_cached_json_computes_once(tmp_path):
     assert len(calls) == 1
 
 
+# Each process appends to a log when it computes, and takes 1 s doing it: without the lock both compute.
+SAME_UNIT = """
+import sys, time
+from pathlib import Path
+from transferlab.cache import cached_arrays, cached_json
+folder = Path(sys.argv[1])
+
+def compute(kind):
+    with open(folder / "computed.log", "a") as log:
+        log.write(kind + "\\n")
+    time.sleep(1.0)
+    return {"value": 7}
+
+print(cached_json(folder / "unit.json", lambda: compute("json"))["value"],
+      int(cached_arrays(folder / "unit.npz", lambda: {"a": __import__("numpy").full(2, compute("arrays")["value"])})["a"][0]))
+"""
+
+
+def test_processes_needing_the_same_unit_at_once_compute_it_once(tmp_path):
+    """Per-seed processes and sweep workers share units: one computes each, the others wait and read it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRANSFERLAB_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", SAME_UNIT, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=60)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outputs == [["7", "7"]] * 3
+    assert sorted((tmp_path / "computed.log").read_text().split()) == ["arrays", "json"]
+
+
 def test_failed_write_leaves_no_file(tmp_path):
     def broken(tmp):
         tmp.write_text('{"half": ')

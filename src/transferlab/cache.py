@@ -5,6 +5,7 @@ a complete file or none; a corrupt file (e.g. truncated by a crash) is recompute
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from filelock import FileLock
 
 from .config import ParameterError
 
@@ -56,17 +58,33 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+@contextmanager
+def computing(path: Path) -> Iterator[None]:
+    """Hold the lock of the cached file at `path` while computing it. Processes that need the same
+    result at once (a finding's seeds side by side in scripts/gpu_study.sh, sweep workers) take
+    turns: one computes, the others then read what it wrote. A lock held by a process that dies is
+    released with it."""
+    key = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:20]
+    lock = cache_root() / "locks" / f"{Path(path).name}-{key}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        yield
+
+
 def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
     """The JSON at `path`, computed once; a unit that records its compute time ('seconds') is
     charged to the open compute ledgers, with where it was computed: a unit computed inside a ledger
     opened with an origin stores that origin (its 'origin' key, which the caller never sees)."""
     found = read_json(path)
     if found is None:
-        value = compute()
-        if _is_unit(value) and (origin := _current_origin()) is not None:
-            value = {**value, "origin": {**origin, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
-        write_json(path, value)
-        found = json.loads(json.dumps(value, default=_jsonable))
+        with computing(path):
+            found = read_json(path)   # another process may have computed it while this one waited
+            if found is None:
+                value = compute()
+                if _is_unit(value) and (origin := _current_origin()) is not None:
+                    value = {**value, "origin": {**origin, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
+                write_json(path, value)
+                found = json.loads(json.dumps(value, default=_jsonable))
     if _is_unit(found):
         charge(path, found["seconds"], found.pop("origin", None))
     return found
@@ -119,19 +137,27 @@ def charge(path: Path, seconds: float, origin: dict | None = None) -> None:
 def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """An .npz of named arrays, computed once."""
     path = Path(path)
+    if (found := _read_arrays(path)) is not None:
+        return found
+    with computing(path):
+        if (found := _read_arrays(path)) is not None:   # computed by another process meanwhile
+            return found
+        arrays = compute()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        atomic_write(path, write)
+    return arrays
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        pass
-    arrays = compute()
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)
-    return arrays
+        return None
 
 
 def _jsonable(obj: Any) -> Any:

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .cache import atomic_write, cache_root, charge, read_json, write_json
+from .cache import atomic_write, cache_root, charge, computing, read_json, write_json
 from .config import ParameterError, PretrainConfig, config_hash, to_dict
 from .data.device import DeviceData, steps_per_epoch
 from .data.store import load_source
@@ -76,9 +75,7 @@ def pretrain(cfg: PretrainConfig, seed: int, device: str) -> ZooRun | HubRun:
     path = run_dir(cfg, seed)
     run = ZooRun(cfg, seed, path)
     if not _finished(path):
-        lock = cache_root() / "locks" / f"zoo-{path.name}.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock)):
+        with computing(path):
             if not _finished(path):
                 _train_run(cfg, seed, device, path)
     computed = run.computed   # the open compute ledgers count the run once, where it was computed
