@@ -22,7 +22,8 @@
 # stopped at the limit, the same call again at once (machine still warm) resumes from its cache.
 #
 # Results go to $OUT when it is set (a device machine's return folder), else .cache/study-<profile>/:
-# timings.txt, logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
+# timings.txt, gpu-usage.csv (where nvidia-smi is: utilisation and memory each second of the study),
+# logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
 # results.tgz.part00, 01, ... (the cache's findings/ and zoo metadata, no weights; `cat` them
 # together), benchmarks.tgz (the JSON; from the first call only, when a second one resumes) and,
 # after the study, benchmarks-compile.tgz (the same folder with the training benchmark compiled).
@@ -167,6 +168,12 @@ pack_every_minute() {   # until $stop_packing exists; checked every 5 s, so it s
 }
 pack_every_minute &
 packer=$!
+# Whether the processes keep the GPU busy: its utilisation and memory every second, in gpu-usage.csv.
+monitor=""
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 1 > "$dest/gpu-usage.csv" 2>&1 &
+  monitor=$!
+fi
 # side_by_side STEP:FINDING[:SEED]...: each as a process with its share of the cores; waits for all.
 side_by_side() {
   local threads=$(( $(nproc) / $# )) pids=() job name finding seed
@@ -192,6 +199,7 @@ study() {
 # shellcheck disable=SC2086  # finding names are plain words
 study $findings
 touch "$stop_packing" && wait "$packer" || true
+if [ -n "$monitor" ]; then kill "$monitor" 2> /dev/null || true; fi
 rm -f "$stop_packing"
 pack
 printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | tee -a "$dest/timings.txt"

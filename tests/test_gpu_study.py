@@ -22,12 +22,28 @@ def _env(cache: Path, **extra: str) -> dict:
     return {**os.environ, "TRANSFERLAB_CACHE": str(cache), "PYTHON": sys.executable, "TQDM_DISABLE": "1", **extra}
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:   # the process ended meanwhile
+        return b""
+
+
 def test_gpu_study_returns_results_that_render_elsewhere_without_retraining(tmp_path):
-    out = tmp_path / "out"
+    out, bin_dir = tmp_path / "out", tmp_path / "bin"
     out.mkdir()
+    bin_dir.mkdir()
+    # A stand-in for the GPU machine's nvidia-smi: one reading a second until the script stops it.
+    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\nwhile true; do echo "2026/11/27 12:00:00.000, 37 %, 1234 MiB"; '
+                                        'sleep 1; done\n')
+    (bin_dir / "nvidia-smi").chmod(0o755)
     proc = subprocess.run(["bash", "scripts/gpu_study.sh", "ci"], cwd=ROOT, capture_output=True, text=True,
-                          env=_env(tmp_path / "device-cache", OUT=str(out)), timeout=900)
+                          env=_env(tmp_path / "device-cache", OUT=str(out), PATH=f"{bin_dir}:{os.environ['PATH']}"),
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    usage = (out / "gpu-usage.csv").read_text().splitlines()
+    assert len(usage) >= 10 and set(usage) == {"2026/11/27 12:00:00.000, 37 %, 1234 MiB"}, "a reading every second"
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(bin_dir).encode() in _read(p)], "monitor stopped"
 
     timed = {line.split()[0] for line in (out / "timings.txt").read_text().splitlines()}
     assert {"info", "benchmarks", *FINDINGS, "study", "total"} <= timed
