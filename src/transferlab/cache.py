@@ -64,11 +64,16 @@ def computing(path: Path) -> Iterator[None]:
     result at once (a finding's seeds side by side in scripts/gpu_study.sh, sweep workers) take
     turns: one computes, the others then read what it wrote. A lock held by a process that dies is
     released with it."""
-    key = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:20]
-    lock = cache_root() / "locks" / f"{Path(path).name}-{key}.lock"
+    lock = lock_file(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
         yield
+
+
+def lock_file(path: Path) -> Path:
+    """The lock `computing(path)` takes: in the cache's locks/, named by the file and a hash of its full path."""
+    key = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:20]
+    return cache_root() / "locks" / f"{Path(path).name}-{key}.lock"
 
 
 def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
