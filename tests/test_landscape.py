@@ -1,4 +1,6 @@
 """Linear-path barriers and module criticality on a tiny trained ResNet."""
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -70,11 +72,25 @@ def test_criticality_alpha_zero_without_noise_is_the_trained_error(trained):
     assert all(torch.equal(v, final[k]) for k, v in model.state_dict().items())  # weights restored
 
 
-def test_criticality_with_noise_is_its_definition_cell_by_cell(trained):
+@pytest.fixture(params=["resnet", "vit"])
+def two_states(request, trained, stripes_module):
+    """(model, data, init, final): the trained ResNet, or a ViT between two random initialisations."""
+    if request.param == "resnet":
+        return trained
+    torch.manual_seed(1)
+    model = create_model(ModelConfig(arch="vit", width=16, depth=3, heads=2), 8)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    final = {k: v.clone() for k, v in create_model(ModelConfig(arch="vit", width=16, depth=3, heads=2), 8)
+             .state_dict().items()}
+    return model, DeviceData.from_arrays(stripes_module, "cpu"), init, final
+
+
+def test_criticality_with_noise_is_its_definition_cell_by_cell(two_states):
     """Each cell is the mean error over draws of the model with one module moved toward its init plus
-    noise, BN statistics recomputed; the noise is drawn per tensor in (module, alpha, draw) order, so
-    the map is this loop's, bit for bit."""
-    model, data, init, final = trained
+    noise, BN statistics recomputed, evaluated with full forward passes; the noise is drawn per tensor
+    in (module, alpha, draw) order. The map (which runs only the stages from each module on) is this
+    loop's, bit for bit."""
+    model, data, init, final = two_states
     alphas, sigma, draws = (0.0, 0.5, 1.0), 0.1, 2
     modules, errors = criticality_map(model, final, init, data, data, alphas=alphas, sigma=sigma, draws=draws,
                                       seed=5, bn_batches=1)
@@ -92,6 +108,29 @@ def test_criticality_with_noise_is_its_definition_cell_by_cell(trained):
                 errs.append(1.0 - accuracy(model, data))
             want[m, i] = np.mean(errs)
     np.testing.assert_array_equal(errors, want)
+
+
+def test_criticality_runs_the_stages_before_a_module_once_not_per_cell(trained):
+    """Moving blocks.0 and later leaves the stem's output unchanged: it is computed once and reused, so
+    the stem runs for its own cells and to advance past it, not for the other modules' 6 cells."""
+    model, data, init, final = trained
+    calls = []
+    hook = model.stem.register_forward_hook(lambda *args: calls.append(1))
+    criticality_map(model, final, init, data, data, alphas=(0.5, 1.0), sigma=0.0, bn_batches=1, batch_size=512)
+    hook.remove()
+    passes = 2   # per cell: one precise-BN batch and one evaluation batch (256 images)
+    assert len(calls) == 1 + 2 * passes + passes   # the final weights' BN pass, the stem's 2 cells, advancing
+    assert len(calls) < 5 * 2 * passes              # a full pass per cell: 5 modules x 2 alphas
+
+
+def test_criticality_does_not_depend_on_the_order_of_the_modules(trained):
+    """Modules given from the head back make every cell start again from the input: the same map."""
+    model, data, init, final = trained
+    groups = module_groups(model)
+    kwargs = {"alphas": (0.5, 1.0), "sigma": 0.0, "bn_batches": 1}
+    forward_order = criticality_map(model, final, init, data, data, **kwargs)[1]
+    backward = criticality_map(model, final, init, data, data, modules=OrderedDict(reversed(groups.items())), **kwargs)
+    np.testing.assert_array_equal(backward[1], forward_order[::-1])
 
 
 def test_paths_and_maps_read_the_device_once(trained):

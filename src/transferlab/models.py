@@ -71,6 +71,17 @@ class CifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
+    def forward_tail(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the last of `layer_stages`' output: the stages in turn, then this, are `forward`."""
+        return self.head(x.mean(dim=(2, 3)))
+
+    def stage_of(self, group: str) -> int:
+        """The first of `layer_stages` that uses the parameters of `group` (a top-level child, or
+        'blocks.<j>'); len(layer_stages()) for the tail; 0, always safe, for a group it does not know."""
+        if group.startswith("blocks."):
+            return int(group.split(".")[1]) + 1
+        return len(self.blocks) + 1 if group == "head" else 0
+
     def get_classifier(self) -> nn.Linear:
         return self.head
 
@@ -102,6 +113,18 @@ class ConvStemViT(VisionTransformer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+    def forward_tail(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the last of `layer_stages`' output: the stages in turn, then this, are `forward`."""
+        return self.head(self.forward_head(self.norm(x), pre_logits=True))
+
+    def stage_of(self, group: str) -> int:
+        """The first of `layer_stages` that uses the parameters of `group` (a top-level child or
+        parameter, or 'blocks.<j>'); len(layer_stages()) for the tail; 0, always safe, for a group it
+        does not know (stage 0 embeds the image: patch_embed, cls_token, pos_embed)."""
+        if group.startswith("blocks."):
+            return int(group.split(".")[1])
+        return len(self.blocks) if group in ("norm", "fc_norm", "head") else 0
 
     def layer_stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """Stage k maps layer k-1's output to layer k's (the layers of `forward_intermediates`, with

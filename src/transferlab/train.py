@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -121,23 +121,46 @@ class _AllBatchNormsRan(Exception):
     """Raised from a forward hook to stop a pass once every BatchNorm layer has seen the batch."""
 
 
+def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def precise_bn_inputs(data: DeviceData, batch_size: int = 256, num_batches: int = 8,
+                      seed: int = 0) -> Iterator[torch.Tensor]:
+    """The standardised training batches precise BN averages over, drawn in an order fixed by `seed`."""
+    gen = torch.Generator(device=data.device).manual_seed(seed)
+    return (x for _, (x, _) in zip(range(num_batches), batches(data, batch_size, shuffle=True, generator=gen)))
+
+
 @torch.no_grad()
 def recompute_bn_stats(model: nn.Module, data: DeviceData, batch_size: int = 256, num_batches: int = 8,
                        seed: int = 0) -> None:
     """'Precise BN': replace running BatchNorm statistics by an average over training batches.
 
-    LESSONS.md: in short runs the running statistics lag far behind the weights. Each pass
-    stops as soon as every BatchNorm layer has run (the ViT's are all in its stem), since no
-    later layer changes a statistic.
+    LESSONS.md: in short runs the running statistics lag far behind the weights.
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    average_bn_stats(model, precise_bn_inputs(data, batch_size, num_batches, seed))
+
+
+@torch.no_grad()
+def average_bn_stats(model: nn.Module, inputs: Iterable[torch.Tensor],
+                     forward: Callable[[torch.Tensor], object] | None = None) -> set[nn.Module]:
+    """Reset every BatchNorm layer's running statistics, then average them over `forward(x)` (the
+    model's forward unless given) for each x of `inputs`, in training mode; returns the layers that ran.
+
+    Each pass stops as soon as every BatchNorm layer has run (the ViT's are all in its stem), since
+    no later layer changes a statistic.
+    """
+    bns = batchnorms(model)
     if not bns:
-        return
+        return set()
+    forward = forward or model
     was_training = model.training
-    ran: set[int] = set()
+    ran: set[nn.Module] = set()
+    seen: set[nn.Module] = set()
 
     def stop_after_last(module: nn.Module, inputs, output) -> None:
-        ran.add(id(module))
+        ran.add(module)
         if len(ran) == len(bns):
             raise _AllBatchNormsRan
 
@@ -145,11 +168,8 @@ def recompute_bn_stats(model: nn.Module, data: DeviceData, batch_size: int = 256
     for bn in bns:
         bn.reset_running_stats()
     model.train()
-    gen = torch.Generator(device=data.device).manual_seed(seed)
     try:
-        for i, (x, _) in enumerate(batches(data, batch_size, shuffle=True, generator=gen)):
-            if i == num_batches:
-                break
+        for i, x in enumerate(inputs):
             # The cumulative average over the batches so far: momentum None computes this factor from
             # the layer's batch counter, a read from the device per layer and batch (a GPU sync);
             # the same number given as momentum reads nothing.
@@ -157,16 +177,18 @@ def recompute_bn_stats(model: nn.Module, data: DeviceData, batch_size: int = 256
                 bn.momentum = 1.0 / (i + 1)
             ran.clear()
             try:
-                with autocast(data.device):
-                    model(x)
+                with autocast(x.device):
+                    forward(x)
             except _AllBatchNormsRan:
                 pass
+            seen |= ran
     finally:
         for hook in hooks:
             hook.remove()
         for bn in bns:
             bn.momentum = 0.1
         model.train(was_training)
+    return seen
 
 
 @torch.no_grad()

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.device import DeviceData
-from ..train import predict, recompute_bn_stats
+from ..data.device import DeviceData, batches
+from ..train import autocast, average_bn_stats, batchnorms, precise_bn_inputs, predict, recompute_bn_stats
 
 # Fixed seed of the batches used to recompute BatchNorm statistics at every point.
 BN_SEED = 0
@@ -102,11 +102,12 @@ def criticality_map(model: nn.Module, final_state: dict, init_state: dict, data:
     modules = modules or module_groups(model)
     gen = torch.Generator().manual_seed(seed)
     final, init = _on(final_state, data.device), _on(init_state, data.device)
+    staged = _StagedEvaluation(model, final, data, bn_data, **kwargs)
     draws = draws if sigma > 0 else 1
     moved = [i for i, alpha in enumerate(alphas) if alpha != 0 or sigma != 0]
     unmoved = [i for i in range(len(alphas)) if i not in moved]
     accuracies = []   # in (module, moved alpha, draw) order; read from the device once, at the end
-    for params in modules.values():
+    for name, params in modules.items():
         noise = _module_noise(final_state, params, len(moved) * draws, sigma, gen, data.device)
         for i in moved:
             for _ in range(draws):
@@ -117,7 +118,7 @@ def criticality_map(model: nn.Module, final_state: dict, init_state: dict, data:
                         rms = final[p].float().square().mean().sqrt()
                         theta = theta + sigma * rms * next(noise)
                     state[p] = theta.to(final[p].dtype)
-                accuracies.append(_accuracy(model, state, data, bn_data, **kwargs))
+                accuracies.append(staged.accuracy(state, model.stage_of(name)))
     if unmoved:   # weights that did not move keep the trained BN statistics: the trained model's error
         accuracies.append(_accuracy(model, final, data, None, **kwargs))
     errors = _errors(accuracies)
@@ -126,6 +127,77 @@ def criticality_map(model: nn.Module, final_state: dict, init_state: dict, data:
     out[:, unmoved] = errors[-1]
     model.load_state_dict(final_state)
     return list(modules), out
+
+
+class _StagedEvaluation:
+    """`_accuracy` of states that differ from the final one only from stage k of `model.layer_stages()` on.
+
+    The stages before k keep the final weights, so their outputs are the same for every such state: on
+    the precise-BN batches (training mode) and, with the statistics those batches give the final
+    weights, on the evaluation images. They are computed once per stage, advancing stage by stage as
+    the criticality map moves module by module in forward order, and only stages k onward run per
+    state: the statistics and the errors are a full pass's, bit for bit (tests/test_landscape.py).
+    """
+
+    def __init__(self, model: nn.Module, final: dict, data: DeviceData, bn_data: DeviceData | None,
+                 bn_batches: int = 4, bn_batch_size: int = 256, batch_size: int = 512) -> None:
+        self.model, self.final, self.labels = model, final, data.labels
+        self.stages = [*model.layer_stages(), model.forward_tail]
+        self.bn_inputs = [] if bn_data is None else list(precise_bn_inputs(bn_data, bn_batch_size, bn_batches,
+                                                                            BN_SEED))
+        model.load_state_dict(final)
+        if bn_data is not None:
+            average_bn_stats(model, self.bn_inputs)
+        self.final_stats = {bn: _stats(bn, clone=True) for bn in batchnorms(model)}
+        self.eval_inputs = [x for x, _ in batches(data, batch_size, shuffle=False)]
+        self.stage, self.bn_acts, self.eval_acts = 0, self.bn_inputs, self.eval_inputs
+
+    def accuracy(self, state: dict, k: int) -> torch.Tensor:
+        """`_accuracy(model, state, ...)` for a state equal to the final one before stage k (0-d, on the device)."""
+        self._advance(k)
+        self.model.load_state_dict(state)
+        ran = average_bn_stats(self.model, self.bn_acts, lambda x: self._run([x], k))
+        self._restore_stats(bn for bn in self.final_stats if bn not in ran)   # the layers before stage k
+        self.model.eval()
+        with autocast(self.labels.device):
+            predictions = torch.cat([logits.argmax(1) for logits in self._run(self.eval_acts, k)])
+        return (predictions == self.labels).float().mean()
+
+    def _advance(self, k: int) -> None:
+        """Outputs of the first k stages with the final weights (from the inputs again if k is behind)."""
+        if k < self.stage:
+            self.stage, self.bn_acts, self.eval_acts = 0, self.bn_inputs, self.eval_inputs
+        if k == self.stage:
+            return
+        self.model.load_state_dict(self.final)
+        self.model.train()   # as precise BN runs them: batch statistics (the running ones are restored next)
+        with autocast(self.labels.device):
+            bn_acts = self._run(self.bn_acts, self.stage, k)
+        self._restore_stats(self.final_stats)
+        self.model.eval()
+        with autocast(self.labels.device):
+            self.eval_acts = self._run(self.eval_acts, self.stage, k)
+        self.stage, self.bn_acts = k, bn_acts
+
+    def _run(self, xs: list[torch.Tensor], start: int, stop: int | None = None) -> list[torch.Tensor]:
+        """Each of `xs` through stages start to stop (default: through the logits)."""
+        out = []
+        for x in xs:
+            for stage in self.stages[start:stop]:
+                x = stage(x)
+            out.append(x)
+        return out
+
+    def _restore_stats(self, bns) -> None:
+        for bn in bns:
+            for buffer, value in zip(_stats(bn), self.final_stats[bn]):
+                buffer.copy_(value)
+
+
+def _stats(bn: nn.Module, clone: bool = False) -> list[torch.Tensor]:
+    """A BatchNorm layer's running statistics (the buffers precise BN recomputes)."""
+    buffers = [bn.running_mean, bn.running_var, bn.num_batches_tracked]
+    return [b.clone() for b in buffers] if clone else buffers
 
 
 def _module_noise(state: dict, params: list[str], draws: int, sigma: float, gen: torch.Generator,
