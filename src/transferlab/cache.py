@@ -58,6 +58,11 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+def timestamp() -> str:
+    """Now, as every provenance record writes it."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 @contextmanager
 def computing(path: Path) -> Iterator[None]:
     """Hold the lock of the cached file at `path` while computing it. Processes that need the same
@@ -87,7 +92,7 @@ def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
             if found is None:
                 value = compute()
                 if _is_unit(value) and (origin := _current_origin()) is not None:
-                    value = {**value, "origin": {**origin, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}}
+                    value = {**value, "origin": {**origin, "finished": timestamp()}}
                 write_json(path, value)
                 found = json.loads(json.dumps(value, default=_jsonable))
     if _is_unit(found):

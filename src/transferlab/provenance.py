@@ -7,14 +7,12 @@ import time
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 
 from . import __version__
-
-if TYPE_CHECKING:
-    from .cache import Ledger
+from .cache import Ledger, timestamp
 
 PACKAGES = ("transferlab", "torch", "timm", "numpy", "scikit-learn", "pandas")
 
@@ -50,10 +48,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 def provenance(device: str, wall_time_s: float) -> dict:
     return {"commit": git_commit(), "versions": versions(), "device": device_name(device),
             "wall_time_s": round(wall_time_s, 1), "finished": timestamp()}
@@ -64,7 +58,7 @@ def compute_origin(device: str) -> dict:
     return {"device": device_name(device), "commit": git_commit(), "versions": versions()}
 
 
-def results_provenance(device: str, ledger: "Ledger") -> dict:
+def results_provenance(device: str, ledger: Ledger) -> dict:
     """`provenance` of results read from cached units: device, commit and versions are those the
     units recorded when they were computed, so results computed on a GPU and rendered on a laptop
     name the GPU. A unit with no record (computed before units recorded one) counts as computed

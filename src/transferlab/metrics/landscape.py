@@ -98,11 +98,10 @@ def criticality_map(model: nn.Module, final_state: dict, init_state: dict, data:
     `draws` noise draws. Weights that did not move (alpha = 0, sigma = 0) keep the trained BN statistics,
     so that cell is exactly the trained model's error.
     """
-    model.load_state_dict(final_state)
     modules = modules or module_groups(model)
     gen = torch.Generator().manual_seed(seed)
     final, init = _on(final_state, data.device), _on(init_state, data.device)
-    staged = _StagedEvaluation(model, final, data, bn_data, **kwargs)
+    staged = _StagedEvaluation(model, final, data, bn_data, **kwargs)   # (loads the final weights)
     draws = draws if sigma > 0 else 1
     moved = [i for i, alpha in enumerate(alphas) if alpha != 0 or sigma != 0]
     unmoved = [i for i in range(len(alphas)) if i not in moved]
