@@ -42,7 +42,10 @@ $(PY):
 	$(PYTHON_BOOT) -m venv $(VENV)
 
 # Re-installs only when requirements.txt or pyproject.toml changed since the last install.
+# The venv takes 6.4 GiB (torch's CUDA build is 5.5): check_disk.sh stops early with a clear
+# message where a first install would run out of room.
 $(STAMP): requirements.txt pyproject.toml | $(PY)
+	@scripts/check_disk.sh $(VENV) 7
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
