@@ -26,7 +26,8 @@
 # logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
 # results.tgz.part00, 01, ... (the cache's findings/ and zoo metadata, no weights; `cat` them
 # together), benchmarks.tgz (the JSON; from the first call only, when a second one resumes) and,
-# after the study, benchmarks-compile.tgz (the same folder with the training benchmark compiled).
+# after the study, benchmarks-compile.tgz (the same folder with the training benchmark compiled and
+# benchmarks.profile_train's profile of the eager loop).
 # The gpu profile also writes its benchmark JSON into benchmarks/results/<device>/ and refreshes
 # book/performance_table.md. To render: `cat results.tgz.part* | tar -xzf - -C ~/.cache/transferlab`, then
 # `make notebooks book PROFILE=gpu`; a zoo run copied without weights counts as finished, so
@@ -206,7 +207,9 @@ printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | te
 # Last, what torch.compile adds to the training benchmark, first with CUDA graphs (one launch per
 # step, for a step bound by launches), then its default mode (compile time is in the untimed
 # warm-up; minutes on a CPU, so not in the ci smoke test): benchmarks-compile.tgz, rewritten after each.
+# Before them, where the eager loop's epoch goes (device busy share, launches per step, top kernels).
 if [ "$profile" != ci ] && [ $run_benchmarks = 1 ]; then
+  step profile-train "$py" -m benchmarks.profile_train "${bench_args[@]}" || failed=1
   for compile_mode in reduce-overhead 1; do
     step "train-compile-$compile_mode" env TRANSFERLAB_COMPILE=$compile_mode "$py" -m benchmarks --only train \
       "${bench_args[@]}" || failed=1

@@ -185,3 +185,34 @@ def test_mfu_is_the_rows_flops_per_second_over_the_cards_bf16_peak(monkeypatch):
     assert row["ours"]["images_per_s"] == 500.0
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some Other GPU")
     assert common.case("x", "w", {"seconds": 1.0}, {"seconds": 1.0}, flops=1e12, device="cuda")["ours"]["mfu"] is None
+
+
+def test_profile_of_a_training_epoch(tmp_path, capsys):
+    """benchmarks.profile_train (not a bench_ module: no ratio) writes the top operators per model."""
+    from benchmarks.profile_train import main as profile_main
+
+    assert profile_main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*/profile-train-quick.json")
+    record = json.loads(path.read_text())
+    assert record["provenance"]["quick"] is True
+    for c in record["cases"]:
+        assert c["time_basis"] == "self CPU time" and "device_busy" not in c, "no device time on a CPU"
+        assert 0 < len(c["top_ops"]) <= 15 and sum(o["share"] for o in c["top_ops"]) <= 1.0 + 1e-6
+        assert c["top_ops"][0]["ms"] >= c["top_ops"][-1]["ms"]
+    assert "aten::" in capsys.readouterr().out
+
+
+def test_profile_summary_on_cuda_counts_busy_time_and_launches():
+    """By hand: 30 ms of kernels in a 0.1 s epoch of 2 steps, 6 + 2 launches."""
+    from types import SimpleNamespace as Event
+
+    from benchmarks.profile_train import summarise_events
+
+    events = [Event(key="aten::mm", count=4, self_device_time_total=20_000.0, self_cpu_time_total=500.0),
+              Event(key="aten::add", count=8, self_device_time_total=10_000.0, self_cpu_time_total=300.0),
+              Event(key="cudaLaunchKernel", count=6, self_device_time_total=0.0, self_cpu_time_total=90.0),
+              Event(key="cudaMemcpyAsync", count=2, self_device_time_total=0.0, self_cpu_time_total=10.0)]
+    s = summarise_events(events, wall=0.1, steps=2, on_cuda=True)
+    assert s["device_busy"] == 0.3 and s["launches_per_step"] == 4.0
+    assert [(o["op"], o["ms"], o["share"]) for o in s["top_ops"][:2]] == [("aten::mm", 20.0, 0.6667),
+                                                                        ("aten::add", 10.0, 0.3333)]
