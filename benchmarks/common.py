@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from transferlab.cpu_memory import release_freed_memory
 from transferlab.provenance import device_name, git_commit, versions
 from transferlab.train import compile_mode
 
@@ -96,6 +97,7 @@ def peak_memory(device: str) -> Iterator[dict]:
         mem["mb"] = (torch.cuda.max_memory_allocated() - start) / 2**20
         mem["method"] = "torch.cuda.max_memory_allocated"
         return
+    release_freed_memory()   # memory kept from earlier calls would hide this one's use (cpu_memory)
     if _reset_cpu_peak() and _vm_hwm_kb() is not None:
         start = _vm_hwm_kb()
         yield mem

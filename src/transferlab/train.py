@@ -23,11 +23,14 @@ from tqdm import tqdm
 
 from .cache import atomic_write, read_json, write_json
 from .config import ParameterError, TrainConfig
+from .cpu_memory import keep_freed_memory
 from .data.device import DeviceData, batches, random_translate, standardize, steps_per_epoch
 
 # Denormal floats (tiny weights and gradients late in training) make CPU arithmetic 2-3x slower
-# here; flushing them to zero changes nothing measurable and is what GPUs do anyway.
+# here; flushing them to zero changes nothing measurable and is what GPUs do anyway. And freed
+# activations stay in the process for the next step (cpu_memory).
 torch.set_flush_denormal(True)
+keep_freed_memory()
 
 
 # Device types that run the fast path: bf16 autocast, channels_last in the training loop and a
