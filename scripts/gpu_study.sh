@@ -8,8 +8,11 @@
 #
 #   scripts/gpu_study.sh            the gpu profile (one H100: the target is under 10 minutes)
 #   scripts/gpu_study.sh ci         a CPU smoke test of the same steps (benchmarks in --quick mode)
+#   scripts/gpu_study.sh gpu --skip-benchmarks
+#                                   without the benchmark suite before the study (its results came
+#                                   back already); the measurements after the study still run
 #   scripts/gpu_study.sh gpu --skip-benchmarks fe_vs_ft feature_reuse cross
-#                                   only the findings named, without the benchmarks
+#                                   only the findings named, without any benchmark
 #
 # Named findings split the study over device sessions that cannot finish it in one: three groups
 # share no pretraining run, `invariance` (the ViT zoo), `lpft_ood` (its own zoo) and `fe_vs_ft
@@ -204,14 +207,23 @@ if [ -n "$monitor" ]; then kill "$monitor" 2> /dev/null || true; fi
 rm -f "$stop_packing"
 pack
 printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | tee -a "$dest/timings.txt"
-# Last, what torch.compile adds to the training benchmark, first with CUDA graphs (one launch per
-# step, for a step bound by launches), then its default mode (compile time is in the untimed
-# warm-up; minutes on a CPU, so not in the ci smoke test): benchmarks-compile.tgz, rewritten after each.
-# Before them, where the eager loop's epoch goes (device busy share, launches per step, top kernels).
-if [ "$profile" != ci ] && [ $run_benchmarks = 1 ]; then
-  step profile-train "$py" -m benchmarks.profile_train "${bench_args[@]}" || failed=1
+# After the whole study (not a part of it named on the command line, nor ci: compiling takes minutes
+# on a CPU), with --skip-benchmarks too: where the eager training loop's epoch goes (device busy
+# share, launches per step, top kernels), then what torch.compile adds to the training benchmark,
+# first with CUDA graphs (one launch per step, for a step bound by launches), then its default mode
+# (compile time is in the untimed warm-up). benchmarks-compile.tgz is rewritten after each; on a lent
+# machine a call resuming after the time limit skips those an earlier call finished.
+once() {   # once NAME CMD...: `step`, unless an earlier call on this lent machine finished NAME
+  local marker="$cache/after-study-$profile-$1.done"
+  if [ -n "${OUT:-}" ] && [ -f "$marker" ]; then echo "$1: finished by an earlier call on this machine"; return 0; fi
+  step "$@" || return $?
+  if [ -n "${OUT:-}" ]; then touch "$marker"; fi
+}
+if [ "$profile" != ci ] && [ ${#named[@]} = 0 ]; then
+  once profile-train "$py" -m benchmarks.profile_train "${bench_args[@]}" || failed=1
+  tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .
   for compile_mode in reduce-overhead 1; do
-    step "train-compile-$compile_mode" env TRANSFERLAB_COMPILE=$compile_mode "$py" -m benchmarks --only train \
+    once "train-compile-$compile_mode" env TRANSFERLAB_COMPILE=$compile_mode "$py" -m benchmarks --only train \
       "${bench_args[@]}" || failed=1
     tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .
   done
