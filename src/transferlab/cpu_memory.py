@@ -3,8 +3,8 @@
 glibc hands large freed blocks back to the kernel (munmap, or trimming the top of the heap), and
 PyTorch's CPU allocator frees a step's activations when the step ends: every step then faults its
 activations' pages in again and the kernel zeroes them. Measured on the project's 2-core machine:
-about 140,000 page faults and 0.1-0.9 s of system time per ResNet-8 epoch of the CPU training
-benchmark, none once the thresholds below are raised. The arithmetic is the same either way
+about 140,000 page faults and 0.1-1.0 s of system time per ResNet-8 epoch of the CPU training
+benchmark, about 0.01 s once the thresholds below are raised. The arithmetic is the same either way
 (PyTorch aligns every CPU buffer to 64 bytes wherever it comes from).
 """
 from __future__ import annotations
