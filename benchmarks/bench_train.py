@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
@@ -73,6 +74,15 @@ class PILImages(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
+def training_inputs(spec: Spec, device: str) -> tuple[ArrayDataset, nn.Module, DeviceData, TrainConfig]:
+    """The case's synthetic images (host and device copies), its freshly seeded model (on the host)
+    and one epoch's training configuration."""
+    ds = synthetic_images(spec.images)
+    torch.manual_seed(0)
+    model = create_model(spec.model, NUM_CLASSES)
+    return ds, model, DeviceData.from_arrays(ds, device), TrainConfig(epochs=1, batch_size=spec.batch_size, lr=spec.lr)
+
+
 def naive_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                 device: str) -> list[float]:
     """The baseline: host-side data, fp32, a host sync (`.item()`) every step."""
@@ -105,13 +115,9 @@ def step_flops(model: torch.nn.Module, spec: Spec, device: str) -> int:
 
 def train_case(spec: Spec, device: str, quick: bool) -> dict:
     """Time one epoch of each loop on the same initial weights and images."""
-    ds = synthetic_images(spec.images)
-    torch.manual_seed(0)
-    base_model = create_model(spec.model, NUM_CLASSES)
+    ds, base_model, data, cfg = training_inputs(spec, device)
     ours_model = copy.deepcopy(base_model).to(device)
     naive_model = copy.deepcopy(base_model).to(device)
-    data = DeviceData.from_arrays(ds, device)
-    cfg = TrainConfig(epochs=1, batch_size=spec.batch_size, lr=spec.lr)
     workers = 4 if device.startswith("cuda") else 0   # a CPU run has no spare cores for workers
     loader = DataLoader(PILImages(ds), batch_size=spec.batch_size, shuffle=True, drop_last=True,
                         num_workers=workers, pin_memory=device.startswith("cuda"))

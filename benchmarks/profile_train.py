@@ -26,17 +26,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from transferlab.cache import write_json  # noqa: E402
-from transferlab.config import TrainConfig  # noqa: E402
-from transferlab.data.device import DeviceData  # noqa: E402
-from transferlab.models import create_model  # noqa: E402
 from transferlab.train import train  # noqa: E402
 
-from .bench_train import NUM_CLASSES, Spec, specs, synthetic_images  # noqa: E402
-from .common import device_slug, provenance_record, resolve_device, sync  # noqa: E402
-from .runner import compile_suffix  # noqa: E402
+from .bench_train import Spec, specs, training_inputs  # noqa: E402
+from .common import resolve_device, sync  # noqa: E402
+from .runner import RESULTS, timed_record, write_record  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TOP = 15
 # Runtime calls that start a kernel or a copy on the GPU: one each per launch.
 LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaMemcpyAsync",
@@ -46,11 +41,8 @@ LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cu
 def profile_case(spec: Spec, device: str) -> dict:
     """Profile one epoch of `train` after an unprofiled warm-up epoch (kernels, allocator)."""
     on_cuda = device.startswith("cuda")
-    ds = synthetic_images(spec.images)
-    torch.manual_seed(0)
-    model = create_model(spec.model, NUM_CLASSES).to(device)
-    data = DeviceData.from_arrays(ds, device)
-    cfg = TrainConfig(epochs=1, batch_size=spec.batch_size, lr=spec.lr)
+    _, model, data, cfg = training_inputs(spec, device)
+    model = model.to(device)
     train(copy.deepcopy(model), data, cfg, seed=0)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     with profile(activities=activities) as prof:
@@ -104,13 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"The '--device' parameter must be 'cpu' or 'auto' on a machine without a GPU. Got {args.device!r}.")
-    load, start = os.getloadavg(), time.perf_counter()
-    cases = [profile_case(spec, device) for spec in specs(device, args.quick)]
-    record = {"schema": 1, "name": "profile-train", "device": device, "cases": cases, "notes": __doc__.strip(),
-              "provenance": provenance_record(device, load, time.perf_counter() - start, args.quick)}
-    suffix = compile_suffix(record["provenance"]["compile"]) + ("-quick" if args.quick else "")
-    path = args.out / device_slug(device) / f"profile-train{suffix}.json"
-    write_json(path, record)
+    record = timed_record("profile-train", device, args.quick, lambda: {
+        "cases": [profile_case(spec, device) for spec in specs(device, args.quick)], "notes": __doc__.strip()})
+    path = write_record(record, args.out)
     print("\n".join(render(record)), f"-> {path}", sep="\n")
     return 0
 

@@ -17,6 +17,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
 
 from transferlab.cache import write_json  # noqa: E402
 
@@ -57,17 +58,30 @@ def check_record(record: dict) -> None:
 def run_benchmark(name: str, quick: bool, device: str, out: Path) -> tuple[dict, Path]:
     """Run one benchmark, print its summary and write its JSON; returns (record, path)."""
     module = importlib.import_module(f"benchmarks.bench_{name}")
-    load, start = os.getloadavg(), time.perf_counter()
-    result = module.run(quick=quick, device=device)
-    record = {"schema": SCHEMA, "name": name, "device": device, **result,
-              "provenance": provenance_record(device, load, time.perf_counter() - start, quick)}
+    record = timed_record(name, device, quick, lambda: module.run(quick=quick, device=device))
     check_record(record)
-    mode = compile_suffix(record["provenance"]["compile"]) + ("-quick" if quick else "")
-    path = out / device_slug(device) / f"{name}{mode}.json"
-    write_json(path, record)
+    path = write_record(record, out)
     for line in summary_lines(record):
         print(line, flush=True)
     return record, path
+
+
+def timed_record(name: str, device: str, quick: bool, run: Callable[[], dict]) -> dict:
+    """What `run()` returns ({"cases": ..., "notes": ...}), with the name, device and provenance
+    (commit, versions, load average, the wall time of the call)."""
+    load, start = os.getloadavg(), time.perf_counter()
+    result = run()
+    return {"schema": SCHEMA, "name": name, "device": device, **result,
+            "provenance": provenance_record(device, load, time.perf_counter() - start, quick)}
+
+
+def write_record(record: dict, out: Path) -> Path:
+    """Write `record` to <out>/<device slug>/<name>[-compile...][-quick].json; returns the path."""
+    provenance = record["provenance"]
+    mode = compile_suffix(provenance["compile"]) + ("-quick" if provenance["quick"] else "")
+    path = out / device_slug(record["device"]) / f"{record['name']}{mode}.json"
+    write_json(path, record)
+    return path
 
 
 def compile_suffix(compile: bool | str) -> str:
