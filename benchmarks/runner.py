@@ -129,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: FAILED after {time.perf_counter() - start:.1f} s", flush=True)
             continue
         print(f"  {name}: {time.perf_counter() - start:.1f} s -> {path}", flush=True)
-    if args.out.resolve() == RESULTS:  # keep the book's Performance table in step with the results
-        from .summarise import write_table
+    if args.out.resolve() == RESULTS:  # keep the book's Performance table and figure in step with the results
+        from .summarise import write_figure, write_table
 
-        print(f"table: {write_table()}")
+        print(f"table: {write_table()}, figure: {write_figure()}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

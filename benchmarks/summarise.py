@@ -1,18 +1,30 @@
-"""Render every benchmark JSON under benchmarks/results/ as the table of the book's Performance page.
+"""Render every benchmark JSON under benchmarks/results/ as the table and figure of the book's
+Performance page.
 
-`python -m benchmarks.summarise` rewrites book/performance_table.md (the runner does it too
-after a run into the default folder): the page's numbers come from the JSON, never by hand.
+`python -m benchmarks.summarise` rewrites book/performance_table.md and
+book/performance_speedups.svg (the runner does it too after a run into the default folder): the
+page's numbers come from the JSON, never by hand.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
-from transferlab.cache import atomic_write
+import matplotlib
 
-from .runner import RESULTS, check_record, compile_suffix
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
-TABLE = Path(__file__).resolve().parents[1] / "book" / "performance_table.md"
+from transferlab.cache import atomic_write  # noqa: E402
+
+from .runner import RESULTS, check_record, compile_suffix  # noqa: E402
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+TABLE = BOOK / "performance_table.md"
+FIGURE = BOOK / "performance_speedups.svg"
 
 
 def load_records(results: Path = RESULTS) -> list[dict]:
@@ -86,6 +98,70 @@ def render(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def speedup_rows(records: list[dict]) -> list[dict]:
+    """One row per device and case, in the table's order: what the figure draws."""
+    return [{"device": r["provenance"]["device"], "label": f"{r['name']}{_mode(r['provenance'])}: {c['case']}",
+             "speedup": round(c["speedup"], 3), "target": c["target_speedup"], "meets": c["meets_target"]}
+            for r in records for c in r["cases"]]
+
+
+def rows_digest(rows: list[dict]) -> str:
+    """A digest of the drawn numbers, stored in the SVG: a test compares it with the results',
+    which catches a stale figure without comparing matplotlib's bytes."""
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+
+COLOURS = {True: "tab:green", False: "tab:red", None: "tab:gray"}
+
+
+def plot(records: list[dict]):
+    """Speed-up over the baseline per case on a log axis, one panel per device: green where it
+    meets its target (the black tick), red where it does not, grey where there is no target (the
+    vmapped seeds, which decide a default rather than claim a speed-up). Bars start at 1x (as fast
+    as the baseline), so a slower path's bar points left."""
+    rows = speedup_rows(records)
+    devices = list(dict.fromkeys(row["device"] for row in rows))
+    counts = [sum(row["device"] == d for row in rows) for d in devices]
+    fig, axes = plt.subplots(len(devices), 1, sharex=True, squeeze=False, figsize=(7.5, 0.9 + 0.3 * len(rows)),
+                             gridspec_kw={"height_ratios": counts}, layout="constrained")
+    for ax, device in zip(axes[:, 0], devices):
+        mine = [row for row in rows if row["device"] == device][::-1]   # first row on top
+        ys = range(len(mine))
+        ax.barh(ys, [row["speedup"] - 1 for row in mine], left=1, color=[COLOURS[row["meets"]] for row in mine])
+        for y, row in zip(ys, mine):
+            left = row["speedup"] < 1   # the label goes beyond the bar's end, on its side of 1x
+            ax.annotate(f"{row['speedup']:.2f}x", (row["speedup"], y), xytext=(-3 if left else 3, 0),
+                        textcoords="offset points", va="center", ha="right" if left else "left", fontsize=8)
+            if row["target"] is not None:
+                ax.plot([row["target"]] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_yticks(list(ys), [row["label"] for row in mine], fontsize=8)
+        ax.set_title(device, fontsize=9, loc="left")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    values = [row["speedup"] for row in rows] + [row["target"] for row in rows if row["target"]]
+    axes[-1, 0].set_xlim(min(min(values), 1.0) / 3, max(values) * 3)   # room for the labels
+    axes[-1, 0].set_xlabel("speed-up over the naive baseline (medians; black tick: target)")
+    return fig, rows_digest(rows)
+
+
+def write_figure(results: Path = RESULTS, figure: Path = FIGURE) -> Path:
+    """The SVG with its numbers' digest as its description, and no date or random ids: the same
+    results give the same file."""
+    fig, digest = plot(load_records(results))
+    with matplotlib.rc_context({"svg.hashsalt": "transferlab"}):
+        atomic_write(figure, lambda tmp: fig.savefig(tmp, format="svg",
+                                                     metadata={"Date": None, "Description": f"rows {digest}"}))
+    plt.close(fig)
+    return figure
+
+
+def figure_digest(figure: Path = FIGURE) -> str | None:
+    """The digest `write_figure` stored in the SVG, or None."""
+    match = re.search(r"rows ([0-9a-f]{16})", figure.read_text()) if figure.exists() else None
+    return match.group(1) if match else None
+
+
 def write_table(results: Path = RESULTS, table: Path = TABLE) -> Path:
     text = render(load_records(results))
     atomic_write(table, lambda tmp: tmp.write_text(text))
@@ -93,4 +169,4 @@ def write_table(results: Path = RESULTS, table: Path = TABLE) -> Path:
 
 
 if __name__ == "__main__":
-    print(f"wrote {write_table()}")
+    print(f"wrote {write_table()} and {write_figure()}")

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not part of the package
 
 from benchmarks.runner import check_record, discover, main  # noqa: E402
-from benchmarks.summarise import TABLE, load_records, render  # noqa: E402
+from benchmarks.summarise import (FIGURE, TABLE, figure_digest, load_records, plot, render,  # noqa: E402
+                                  rows_digest, speedup_rows, write_figure)
 
 
 def test_quick_run_writes_one_valid_json_per_benchmark(tmp_path, capsys):
@@ -66,19 +67,57 @@ def test_performance_table_is_generated_from_the_committed_results():
         "book/performance_table.md is stale: run `python -m benchmarks.summarise`"
 
 
-def test_performance_table_has_one_table_per_device_and_mfu_only_where_measured():
-    def record(device: str, mfu: float | None) -> dict:
-        side = {"seconds": 1.0, "seconds_all": [1.0], "images_per_s": 100.0, "peak_mem_mb": 1.0, "mfu": mfu}
-        return {"name": "train", "provenance": {"device": device, "compile": False, "quick": False, "date": "d",
-                                                "commit": "c", "loadavg_start": [0.5], "loadavg_end": [0.5]},
-                "cases": [{"case": "vit", "ours": side, "baseline": {**side, "seconds": 2.0, "seconds_all": [2.0]},
-                           "speedup": 2.0, "target_speedup": None, "meets_target": None}]}
+def summary_record(device: str, mfu: float | None = None, speedup: float = 2.0,
+                   target: float | None = None) -> dict:
+    """A benchmark result as the runner writes it, with one 'vit' training case."""
+    side = {"seconds": 1.0, "seconds_all": [1.0], "images_per_s": 100.0, "peak_mem_mb": 1.0, "mfu": mfu,
+            "mem_method": "m", "tflops": None}
+    return {"schema": 1, "name": "train", "device": "cuda" if mfu is not None else "cpu",
+            "provenance": {"device": device, "compile": False, "quick": False, "date": "d", "commit": "c",
+                           "versions": {}, "wall_time_s": 1.0, "loadavg_start": [0.5], "loadavg_end": [0.5]},
+            "cases": [{"case": "vit", "what": "one epoch of training", "ours": side,
+                       "baseline": {**side, "seconds": speedup, "seconds_all": [speedup]}, "speedup": speedup,
+                       "target_speedup": target, "meets_target": None if target is None else speedup >= target}]}
 
+
+def test_performance_table_has_one_table_per_device_and_mfu_only_where_measured():
+    record = summary_record
     text = render([record("NVIDIA H100 80GB HBM3", 0.3), record("cpu (x86_64, 2 threads)", None)])
     gpu, cpu = text.split("**cpu (x86_64, 2 threads)**")
     assert gpu.startswith("**NVIDIA H100 80GB HBM3**") and "| device |" not in text
     assert "MFU ours / baseline" in gpu and "30.0% / 30.0%" in gpu and "MFU" not in cpu
     assert "| train | vit | 2.00x | 2.00x | 1.000 / 2.000 | 100 / 100 | 1 / 1 |" in cpu
+
+
+def test_performance_figure_is_generated_from_the_committed_results():
+    """book/performance_speedups.svg must draw the committed results' speed-ups (the digest of the
+    numbers it drew is stored in it)."""
+    assert figure_digest(FIGURE) == rows_digest(speedup_rows(load_records())), \
+        "book/performance_speedups.svg is stale: run `python -m benchmarks.summarise`"
+
+
+def test_performance_figure_has_a_panel_per_device_and_a_bar_per_case_coloured_by_its_target(tmp_path):
+    from matplotlib.colors import to_hex
+
+    records = [summary_record("NVIDIA H100", speedup=12.0, target=10.0),
+               summary_record("cpu (x86_64, 2 threads)", speedup=1.5, target=2.0),
+               summary_record("cpu (x86_64, 2 threads)", speedup=0.5)]
+    fig, digest = plot(records)
+    gpu, cpu = fig.axes
+    assert [gpu.get_title(loc="left"), cpu.get_title(loc="left")] == ["NVIDIA H100", "cpu (x86_64, 2 threads)"]
+    bars = [(p.get_x(), p.get_x() + p.get_width(), to_hex(p.get_facecolor())) for p in cpu.patches]
+    # first row on top; each bar runs from 1x to its speed-up, so the slower path's points left
+    assert bars == [(1.0, 0.5, to_hex("tab:gray")), (1.0, 1.5, to_hex("tab:red"))]
+    assert to_hex(gpu.patches[0].get_facecolor()) == to_hex("tab:green")
+    assert [t.get_text() for t in cpu.texts] == ["0.50x", "1.50x"]
+    # a changed number changes the digest, which the staleness test compares
+    assert digest != plot([*records[:2], summary_record("cpu (x86_64, 2 threads)", speedup=0.6)])[1]
+
+    results = tmp_path / "results"
+    (results / "cpu").mkdir(parents=True)
+    (results / "cpu" / "train.json").write_text(json.dumps(records[1]))
+    figure = write_figure(results, tmp_path / "speedups.svg")
+    assert figure_digest(figure) == rows_digest(speedup_rows(load_records(results)))
 
 
 @pytest.mark.parametrize("flag, mode", [("", None), ("1", "default"), ("reduce-overhead", "reduce-overhead")])

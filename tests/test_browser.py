@@ -102,3 +102,12 @@ def test_chapter_screenshot(page):
     proc = _chromium(f"--screenshot={shot}", page.as_uri())
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000, "a blank page?"
+
+
+def test_performance_page_shows_the_speedup_figure_and_the_device_tables():
+    page = HTML / "book" / "performance.html"
+    dom = _rendered(page)
+    figures = [img["src"] for img in dom.find_all("img") if "performance_speedups" in img.get("src", "")]
+    assert figures and all(_local_target(page, src).is_file() for src in figures), figures
+    headers = [[th.get_text(strip=True) for th in t.find_all("th")] for t in dom.find_all("table")]
+    assert sum("speed-up, medians (target)" in h for h in headers) >= 2, "a benchmark table per device"
