@@ -25,7 +25,8 @@
 # stopped at the limit, the same call again at once (machine still warm) resumes from its cache.
 #
 # Results go to $OUT when it is set (a device machine's return folder), else .cache/study-<profile>/:
-# timings.txt, gpu-usage.csv (where nvidia-smi is: utilisation and memory each second of the study),
+# timings.txt, gpu-usage.csv (where nvidia-smi is: utilisation and memory each second of the study;
+# `python -m benchmarks.study_timeline FOLDER` draws both on one time axis),
 # logs/ (one log per step; packed as logs.tgz under $OUT, which takes few files),
 # results.tgz.part00, 01, ... (the cache's findings/ and zoo metadata, no weights; `cat` them
 # together), benchmarks.tgz (the JSON; from the first call only, when a second one resumes) and,
@@ -98,9 +99,13 @@ else
   bench_dir=benchmarks/results
 fi
 
-: > "$dest/timings.txt"
+# timings.txt: each step's wall time and when it started ("at", seconds into this call), after a
+# first line with the clock time those count from, in nvidia-smi's timestamp format, so that
+# `python -m benchmarks.study_timeline` draws the steps and gpu-usage.csv on one time axis.
 total_start=$(date +%s.%N)
+echo "# started $(date -d "@$total_start" '+%Y/%m/%d %H:%M:%S.%3N')" > "$dest/timings.txt"
 seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+offset() { awk -v a="$total_start" -v b="$1" 'BEGIN { printf "%.1f", b - a }'; }
 # step NAME CMD...: run CMD with its output in $dest/logs/NAME.log, print and record its wall time.
 step() {
   local name=$1; shift
@@ -108,7 +113,8 @@ step() {
   start=$(date +%s.%N)
   "$@" > "$dest/logs/$name.log" 2>&1 || rc=$?
   [ $rc = 0 ] || status="FAILED (rc $rc, see $dest/logs/$name.log)"
-  printf '%-16s %8s s  %s\n' "$name" "$(seconds_since "$start")" "$status" | tee -a "$dest/timings.txt"
+  printf '%-16s %8s s  at %7s s  %s\n' "$name" "$(seconds_since "$start")" "$(offset "$start")" "$status" \
+    | tee -a "$dest/timings.txt"
   [ $rc = 0 ] || tail -n 20 "$dest/logs/$name.log"
   return $rc
 }
@@ -206,7 +212,8 @@ touch "$stop_packing" && wait "$packer" || true
 if [ -n "$monitor" ]; then kill "$monitor" 2> /dev/null || true; fi
 rm -f "$stop_packing"
 pack
-printf '%-16s %8s s\n' "study (findings)" "$(seconds_since "$study_start")" | tee -a "$dest/timings.txt"
+printf '%-16s %8s s  at %7s s\n' "study (findings)" "$(seconds_since "$study_start")" "$(offset "$study_start")" \
+  | tee -a "$dest/timings.txt"
 # After the whole study (not a part of it named on the command line, nor ci: compiling takes minutes
 # on a CPU), with --skip-benchmarks too: where the eager training loop's epoch goes (device busy
 # share, launches per step, top kernels), then what torch.compile adds to the training benchmark,
@@ -228,7 +235,7 @@ if [ "$profile" != ci ] && [ ${#named[@]} = 0 ]; then
     tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .
   done
 fi
-printf '%-16s %8s s\n' total "$(seconds_since "$total_start")" | tee -a "$dest/timings.txt"
+printf '%-16s %8s s  at %7s s\n' total "$(seconds_since "$total_start")" 0.0 | tee -a "$dest/timings.txt"
 pack
 if [ -n "${OUT:-}" ]; then rm -r "$dest/logs"; fi
 exit $failed

@@ -255,3 +255,52 @@ def test_profile_summary_on_cuda_counts_busy_time_and_launches():
     assert s["device_busy"] == 0.3 and s["launches_per_step"] == 4.0
     assert [(o["op"], o["ms"], o["share"]) for o in s["top_ops"][:2]] == [("aten::mm", 20.0, 0.6667),
                                                                         ("aten::add", 10.0, 0.3333)]
+
+
+def test_study_timeline_reads_the_steps_and_readings_of_one_call_on_one_time_axis(tmp_path):
+    from benchmarks.study_timeline import main, read_timings, read_usage
+
+    (tmp_path / "timings.txt").write_text(
+        "# started 2026/11/28 01:00:00.000\n"
+        "info                  6.9 s  at     0.1 s  ok\n"
+        "lpft_ood-seed1       90.0 s  at    10.0 s  ok\n"
+        "invariance-seed0    120.5 s  at    10.0 s  ok\n"
+        "invariance           12.0 s  at   130.5 s  FAILED (rc 1, see logs/invariance.log)\n"
+        "study (findings)    132.5 s  at    10.0 s\n"
+        "total               143.0 s  at     0.0 s\n")
+    (tmp_path / "gpu-usage.csv").write_text(
+        "2026/11/28 01:00:10.500, 55 %, 2048 MiB\n"
+        "Unable to determine the device handle for GPU0000:00:00.0: Unknown Error\n"
+        "2026/11/28 01:00:11.500, 100 %, 3072 MiB\n")
+    started, steps = read_timings(tmp_path / "timings.txt")
+    assert [(s.name, s.start, s.seconds, s.ok) for s in steps] == [
+        ("info", 0.1, 6.9, True), ("lpft_ood-seed1", 10.0, 90.0, True), ("invariance-seed0", 10.0, 120.5, True),
+        ("invariance", 130.5, 12.0, False)]
+    assert [s.group for s in steps[1:]] == ["lpft_ood", "invariance", "invariance"]
+    usage = read_usage(tmp_path / "gpu-usage.csv", started)
+    assert usage.values.tolist() == [[10.5, 55.0, 2.0], [11.5, 100.0, 3.0]]
+
+    assert main([str(tmp_path), "--out", str(tmp_path / "t.svg")]) == 0
+    assert (tmp_path / "t.svg").read_text().count("<svg") == 1
+
+
+def test_study_timeline_draws_a_bar_per_step_by_wave_then_book_order():
+    from benchmarks.study_timeline import Step, plot
+
+    # a wave's processes start a fraction of a second apart (here 11.4 and 11.5 s): one wave, in book order
+    steps = [Step("info", 0.0, 5.0, True), Step("lpft_ood-seed0", 11.4, 50.0, True),
+             Step("invariance-seed0", 11.5, 80.0, True), Step("invariance", 91.5, 5.0, False)]
+    fig = plot(steps)
+    (ax,) = fig.axes   # no readings: no GPU panel
+    top_down = [t.get_text() for t in sorted(ax.get_yticklabels(), key=lambda t: -t.get_position()[1])]
+    assert top_down == ["info", "invariance-seed0", "lpft_ood-seed0", "invariance"]   # first to start on top
+    bars = {(p.get_x(), p.get_width()): p.get_hatch() for p in ax.patches}
+    assert bars == {(0.0, 5.0): None, (11.4, 50.0): None, (11.5, 80.0): None, (91.5, 5.0): "//"}
+
+
+def test_study_timeline_refuses_a_folder_without_timings(tmp_path, capsys):
+    from benchmarks.study_timeline import main
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+    assert "The 'folder' argument must hold a timings.txt" in capsys.readouterr().err

@@ -14,6 +14,9 @@ import pytest
 from transferlab.findings import FINDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not part of the package
+
+from benchmarks.study_timeline import read_timings, read_usage, write_timeline  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the whole ci study, once: about 1.5 min on 2 cores
 
@@ -34,20 +37,28 @@ def test_gpu_study_returns_results_that_render_elsewhere_without_retraining(tmp_
     out.mkdir()
     bin_dir.mkdir()
     # A stand-in for the GPU machine's nvidia-smi: one reading a second until the script stops it.
-    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\nwhile true; do echo "2026/11/27 12:00:00.000, 37 %, 1234 MiB"; '
-                                        'sleep 1; done\n')
+    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\nwhile true; do echo "$(date +"%Y/%m/%d %H:%M:%S.%3N"), 37 %, '
+                                        '1234 MiB"; sleep 1; done\n')
     (bin_dir / "nvidia-smi").chmod(0o755)
     proc = subprocess.run(["bash", "scripts/gpu_study.sh", "ci"], cwd=ROOT, capture_output=True, text=True,
                           env=_env(tmp_path / "device-cache", OUT=str(out), PATH=f"{bin_dir}:{os.environ['PATH']}"),
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     usage = (out / "gpu-usage.csv").read_text().splitlines()
-    assert len(usage) >= 10 and set(usage) == {"2026/11/27 12:00:00.000, 37 %, 1234 MiB"}, "a reading every second"
+    assert len(usage) >= 10 and {line[23:] for line in usage} == {", 37 %, 1234 MiB"}, "a reading every second"
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(bin_dir).encode() in _read(p)], "monitor stopped"
 
-    timed = {line.split()[0] for line in (out / "timings.txt").read_text().splitlines()}
-    assert {"info", "benchmarks", *FINDINGS, "study", "total"} <= timed
+    started, steps = read_timings(out / "timings.txt")
+    timed = {step.name for step in steps}
+    assert {"info", "benchmarks", *FINDINGS} <= timed and all(step.ok for step in steps)
     assert {f"{name}-seed{seed}" for name in FINDINGS for seed in (0, 1)} <= timed   # each ci seed its own process
+    seeds_end = max(s.start + s.seconds for s in steps if "-seed" in s.name)
+    assert all(s.start >= seeds_end - 0.2 for s in steps if s.name in FINDINGS), "each finding's run after its seeds"
+    # the readings on the steps' time axis: from when the findings start to when they end
+    readings = read_usage(out / "gpu-usage.csv", started)
+    assert len(readings) == len(usage) and (readings["utilisation"] == 37).all()
+    assert seeds_end - 2 < readings["seconds"].max() and readings["seconds"].min() >= min(s.start for s in steps)
+    assert write_timeline(out, tmp_path / "timeline.png").stat().st_size > 10_000
     assert not (out / "logs").exists() and (out / "logs.tgz").is_file(), "logs come back as one file"
 
     returned = tmp_path / "returned-cache"
@@ -88,8 +99,10 @@ def test_gpu_study_runs_only_the_findings_named(tmp_path):
     proc = subprocess.run(["bash", "scripts/gpu_study.sh", "ci", "--skip-benchmarks", "lpft_ood"], cwd=ROOT,
                           capture_output=True, text=True, env=_env(tmp_path / "cache", OUT=str(out)), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    timed = [line.split()[0] for line in (out / "timings.txt").read_text().splitlines()]
-    assert timed[0] == "info" and timed[-3:] == ["lpft_ood", "study", "total"]   # its seeds side by side first
+    lines = (out / "timings.txt").read_text().splitlines()
+    timed = [line.split()[0] for line in lines[1:]]
+    assert lines[0].startswith("# started ") and timed[0] == "info"
+    assert timed[-3:] == ["lpft_ood", "study", "total"]   # its seeds side by side first
     assert sorted(timed[1:-3]) == ["lpft_ood-seed0", "lpft_ood-seed1"]
     assert not (out / "benchmarks.tgz").exists() and "benchmarks: skipped" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "cache" / "findings").iterdir()) == ["lpft_ood"]
