@@ -3,7 +3,9 @@ Performance page.
 
 `python -m benchmarks.summarise` rewrites book/performance_table.md and
 book/performance_speedups.svg (the runner does it too after a run into the default folder): the
-page's numbers come from the JSON, never by hand.
+page's numbers come from the JSON, never by hand. The training profiles that
+`python -m benchmarks.profile_train` writes beside them (no baseline, no ratio) get a table of
+their own under their device's.
 """
 from __future__ import annotations
 
@@ -22,20 +24,29 @@ from transferlab.cache import atomic_write  # noqa: E402
 
 from .runner import RESULTS, check_record, compile_suffix  # noqa: E402
 
+PROFILE_PREFIX = "profile-"   # benchmarks.profile_train's results, beside the benchmarks' own
 BOOK = Path(__file__).resolve().parents[1] / "book"
 TABLE = BOOK / "performance_table.md"
 FIGURE = BOOK / "performance_speedups.svg"
 
 
-def load_records(results: Path = RESULTS) -> list[dict]:
-    """Every valid result, sorted by device, benchmark and mode."""
-    records = []
-    for path in sorted(results.glob("*/*.json")):
-        record = json.loads(path.read_text())
-        check_record(record)
-        records.append(record)
+def _sorted(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda r: (r["provenance"]["device"], r["name"], compile_suffix(r["provenance"]["compile"]),
                                           r["provenance"]["quick"]))
+
+
+def load_records(results: Path = RESULTS) -> list[dict]:
+    """Every valid benchmark result (a bench_<name>.py's), sorted by device, benchmark and mode."""
+    records = [json.loads(path.read_text()) for path in sorted(results.glob("*/*.json"))]
+    records = [r for r in records if not r.get("name", "").startswith(PROFILE_PREFIX)]
+    for record in records:
+        check_record(record)
+    return _sorted(records)
+
+
+def load_profiles(results: Path = RESULTS) -> list[dict]:
+    """Every profile (benchmarks.profile_train's JSON, no baseline and no ratio), in the same order."""
+    return _sorted([json.loads(path.read_text()) for path in sorted(results.glob(f"*/{PROFILE_PREFIX}*.json"))])
 
 
 def _mode(provenance: dict) -> str:
@@ -64,8 +75,24 @@ def _best_ratio(c: dict) -> str:
     return f"{min(c['baseline']['seconds_all']) / min(c['ours']['seconds_all']):.2f}x"
 
 
-def render(records: list[dict]) -> str:
-    """Markdown, per device: a line naming it, one row per case, then where its numbers came from.
+def _profile_rows(profiles: list[dict]) -> list[str]:
+    """The training profiles' rows: one per model, with the device busy share and launches per step
+    where the device reports them (CUDA), and the operator with the most self time."""
+    lines = ["| training profile | case | steps x batch | profiled epoch s | device busy | launches per step "
+             "| top operator (share of self time) |", "|---" * 7 + "|"]
+    for r in profiles:
+        for c in r["cases"]:
+            busy = f"{c['device_busy']:.0%}" if "device_busy" in c else "–"
+            launches = f"{c['launches_per_step']:,.0f}" if "launches_per_step" in c else "–"
+            top = f"`{c['top_ops'][0]['op']}` ({c['top_ops'][0]['share']:.0%})" if c["top_ops"] else "–"
+            lines.append(f"| {r['name']}{_mode(r['provenance'])} | {c['case']} | {c['steps']} x {c['batch_size']} "
+                         f"| {c['wall_s']:.3f} | {busy} | {launches} | {top} |")
+    return lines
+
+
+def render(records: list[dict], profiles: list[dict] = ()) -> str:
+    """Markdown, per device with benchmark results: a line naming it, one row per case, the training
+    profile where there is one, then where its numbers came from.
 
     One table per device rather than a device column keeps each table narrow enough for the page;
     the MFU column appears only for a device that reports one (CUDA).
@@ -88,9 +115,12 @@ def render(records: list[dict]) -> str:
                              f"| {o['seconds']:.3f} / {b['seconds']:.3f} | {_rate(o)} / {_rate(b)} "
                              f"| {o['peak_mem_mb']:.0f} / {b['peak_mem_mb']:.0f} |"
                              + (f" {_mfu(o)} / {_mfu(b)} |" if mfu else ""))
+        profiled = [p for p in profiles if p["provenance"]["device"] == device]
+        if profiled:
+            lines += ["", *_profile_rows(profiled)]
         lines += ["", "| benchmark | date | commit | load average (1 min) at start / end | torch threads |",
                   "|---|---|---|---|---|"]
-        for r in mine:
+        for r in mine + profiled:
             pr = r["provenance"]
             lines.append(f"| {r['name']}{_mode(pr)} | {pr['date']} | `{pr['commit']}` "
                          f"| {pr['loadavg_start'][0]:.2f} / {pr['loadavg_end'][0]:.2f} | {pr.get('torch_threads', '–')} |")
@@ -163,7 +193,7 @@ def figure_digest(figure: Path = FIGURE) -> str | None:
 
 
 def write_table(results: Path = RESULTS, table: Path = TABLE) -> Path:
-    text = render(load_records(results))
+    text = render(load_records(results), load_profiles(results))
     atomic_write(table, lambda tmp: tmp.write_text(text))
     return table
 

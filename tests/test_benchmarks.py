@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not part of the package
 
 from benchmarks.runner import check_record, discover, main  # noqa: E402
-from benchmarks.summarise import (FIGURE, TABLE, figure_digest, load_records, plot, render,  # noqa: E402
-                                  rows_digest, speedup_rows, write_figure)
+from benchmarks.summarise import (FIGURE, TABLE, figure_digest, load_profiles, load_records, plot,  # noqa: E402
+                                  render, rows_digest, speedup_rows, write_figure, write_table)
 
 
 def test_quick_run_writes_one_valid_json_per_benchmark(tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_check_record_names_what_is_missing():
 
 def test_performance_table_is_generated_from_the_committed_results():
     """book/performance_table.md must be `python -m benchmarks.summarise` of benchmarks/results/."""
-    assert TABLE.read_text() == render(load_records()), \
+    assert TABLE.read_text() == render(load_records(), load_profiles()), \
         "book/performance_table.md is stale: run `python -m benchmarks.summarise`"
 
 
@@ -239,6 +239,15 @@ def test_profile_of_a_training_epoch(tmp_path, capsys):
         assert 0 < len(c["top_ops"]) <= 15 and sum(o["share"] for o in c["top_ops"]) <= 1.0 + 1e-6
         assert c["top_ops"][0]["ms"] >= c["top_ops"][-1]["ms"]
     assert "aten::" in capsys.readouterr().out
+
+    # beside the benchmarks' results it is a row of its device's profile table, not a benchmark
+    (tmp_path / path.parent.name / "train.json").write_text(json.dumps(summary_record(record["provenance"]["device"])))
+    assert [r["name"] for r in load_records(tmp_path)] == ["train"]
+    assert [r["name"] for r in load_profiles(tmp_path)] == ["profile-train"]
+    table = write_table(tmp_path, tmp_path / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| profile-train")]
+    assert len(rows) == 1 + len(record["cases"]), "one profile row per model, and its provenance row"
+    assert "| – | – | `aten::" in rows[0], "no device busy share or launch count on a CPU"
 
 
 def test_profile_summary_on_cuda_counts_busy_time_and_launches():
