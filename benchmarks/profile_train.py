@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
+from torch.autograd import DeviceType  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from transferlab.train import train  # noqa: E402
@@ -57,14 +58,25 @@ def profile_case(spec: Spec, device: str) -> dict:
 
 
 def summarise_events(events, wall: float, steps: int, on_cuda: bool) -> dict:
-    """Device busy share, launches per step and the top operators by self time, from key_averages()."""
+    """Device busy share, launches per step and the top operators by self time, from key_averages().
+
+    On CUDA the time is that of the events the device ran (kernels, copies), not of the operators
+    that launched them: an operator's self device time repeats its kernels', so summing both would
+    count every kernel twice (torch's own table sums the device events alone, as here), and user
+    annotations span others.
+    """
+    if on_cuda:
+        timed = [e for e in events if e.device_type != DeviceType.CPU and not getattr(e, "is_user_annotation", False)]
+    else:
+        timed = list(events)
+
     def self_us(e) -> float:
         return e.self_device_time_total if on_cuda else e.self_cpu_time_total
 
-    total_us = sum(self_us(e) for e in events)
-    top = sorted(events, key=self_us, reverse=True)[:TOP]
+    total_us = sum(self_us(e) for e in timed)
+    top = sorted(timed, key=self_us, reverse=True)[:TOP]
     summary = {
-        "time_basis": "self device time" if on_cuda else "self CPU time",
+        "time_basis": "self device time of kernels and copies" if on_cuda else "self CPU time",
         "profiled_s": round(total_us / 1e6, 4),
         "top_ops": [{"op": e.key, "calls": e.count, "ms": round(self_us(e) / 1e3, 3),
                      "share": round(self_us(e) / total_us, 4) if total_us else 0.0} for e in top],

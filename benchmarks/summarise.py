@@ -75,6 +75,11 @@ def _best_ratio(c: dict) -> str:
     return f"{min(c['baseline']['seconds_all']) / min(c['ours']['seconds_all']):.2f}x"
 
 
+def _short(name: str, width: int = 48) -> str:
+    """A kernel's name cut to fit a table cell (CUDA's templated names run to hundreds of characters)."""
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
 def _profile_rows(profiles: list[dict]) -> list[str]:
     """The training profiles' rows: one per model, with the device busy share and launches per step
     where the device reports them (CUDA), and the operator with the most self time."""
@@ -84,7 +89,7 @@ def _profile_rows(profiles: list[dict]) -> list[str]:
         for c in r["cases"]:
             busy = f"{c['device_busy']:.0%}" if "device_busy" in c else "–"
             launches = f"{c['launches_per_step']:,.0f}" if "launches_per_step" in c else "–"
-            top = f"`{c['top_ops'][0]['op']}` ({c['top_ops'][0]['share']:.0%})" if c["top_ops"] else "–"
+            top = f"`{_short(c['top_ops'][0]['op'])}` ({c['top_ops'][0]['share']:.0%})" if c["top_ops"] else "–"
             lines.append(f"| {r['name']}{_mode(r['provenance'])} | {c['case']} | {c['steps']} x {c['batch_size']} "
                          f"| {c['wall_s']:.3f} | {busy} | {launches} | {top} |")
     return lines

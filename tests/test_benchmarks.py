@@ -251,19 +251,28 @@ def test_profile_of_a_training_epoch(tmp_path, capsys):
 
 
 def test_profile_summary_on_cuda_counts_busy_time_and_launches():
-    """By hand: 30 ms of kernels in a 0.1 s epoch of 2 steps, 6 + 2 launches."""
-    from types import SimpleNamespace as Event
+    """By hand: 30 ms of kernels in a 0.1 s epoch of 2 steps, 6 + 2 launches. The operators that
+    launched the kernels carry the same 30 ms as their self device time, and a user annotation on the
+    device spans 90 ms: neither may count again."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
 
     from benchmarks.profile_train import summarise_events
 
-    events = [Event(key="aten::mm", count=4, self_device_time_total=20_000.0, self_cpu_time_total=500.0),
-              Event(key="aten::add", count=8, self_device_time_total=10_000.0, self_cpu_time_total=300.0),
-              Event(key="cudaLaunchKernel", count=6, self_device_time_total=0.0, self_cpu_time_total=90.0),
-              Event(key="cudaMemcpyAsync", count=2, self_device_time_total=0.0, self_cpu_time_total=10.0)]
+    def event(key, count, device_us, cpu_us, device_type=DeviceType.CPU, annotation=False):
+        return SimpleNamespace(key=key, count=count, self_device_time_total=device_us, self_cpu_time_total=cpu_us,
+                               device_type=device_type, is_user_annotation=annotation)
+
+    events = [event("aten::mm", 4, 20_000.0, 500.0), event("aten::add", 8, 10_000.0, 300.0),
+              event("sm90_xmma_gemm_bf16", 4, 20_000.0, 0.0, DeviceType.CUDA),
+              event("vectorized_elementwise_kernel", 8, 10_000.0, 0.0, DeviceType.CUDA),
+              event("ProfilerStep#1", 1, 90_000.0, 0.0, DeviceType.CUDA, annotation=True),
+              event("cudaLaunchKernel", 6, 0.0, 90.0), event("cudaMemcpyAsync", 2, 0.0, 10.0)]
     s = summarise_events(events, wall=0.1, steps=2, on_cuda=True)
-    assert s["device_busy"] == 0.3 and s["launches_per_step"] == 4.0
-    assert [(o["op"], o["ms"], o["share"]) for o in s["top_ops"][:2]] == [("aten::mm", 20.0, 0.6667),
-                                                                        ("aten::add", 10.0, 0.3333)]
+    assert s["device_busy"] == 0.3 and s["launches_per_step"] == 4.0 and s["profiled_s"] == 0.03
+    assert [(o["op"], o["ms"], o["share"]) for o in s["top_ops"]] == [("sm90_xmma_gemm_bf16", 20.0, 0.6667),
+                                                                    ("vectorized_elementwise_kernel", 10.0, 0.3333)]
 
 
 def test_study_timeline_reads_the_steps_and_readings_of_one_call_on_one_time_axis(tmp_path):
