@@ -247,7 +247,8 @@ def test_book_builds(executed, nb_env, tmp_path):
     tree = tmp_path / "booksrc"
     (tree / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", tree / "_config.yml")
-    for f in [*(ROOT / "book").glob("*.md"), ROOT / "book" / "_toc.yml", ROOT / "book" / "references.bib"]:
+    for f in [*(ROOT / "book").glob("*.md"), *(ROOT / "book").glob("*.svg"), ROOT / "book" / "_toc.yml",
+              ROOT / "book" / "references.bib"]:   # the pages, their figures (the Performance page's), the toc
         shutil.copy(f, tree / "book" / f.name)
     shutil.copytree(ROOT / "book" / "_ext", tree / "book" / "_ext")   # local Sphinx extensions (_config.yml)
     for name, run in executed.items():
