@@ -214,22 +214,24 @@ rm -f "$stop_packing"
 pack
 printf '%-16s %8s s  at %7s s\n' "study (findings)" "$(seconds_since "$study_start")" "$(offset "$study_start")" \
   | tee -a "$dest/timings.txt"
-# After the whole study (not a part of it named on the command line, nor ci: compiling takes minutes
-# on a CPU), with --skip-benchmarks too: where the eager training loop's epoch goes (device busy
-# share, launches per step, top kernels), then what torch.compile adds to the training benchmark,
-# first with CUDA graphs (one launch per step, for a step bound by launches), then its default mode
-# (compile time is in the untimed warm-up). benchmarks-compile.tgz is rewritten after each; on a lent
-# machine a call resuming after the time limit skips those an earlier call finished.
+# After the whole study (not a part of it named on the command line), with --skip-benchmarks too:
+# where the eager training loop's epoch goes (device busy share, launches per step, top kernels),
+# then, except on ci (compiling takes minutes on a CPU), what torch.compile adds to the training
+# benchmark, first with CUDA graphs (one launch per step, for a step bound by launches), then its
+# default mode (compile time is in the untimed warm-up). benchmarks-compile.tgz is rewritten after
+# each; on a lent machine a call resuming after the time limit skips those an earlier call finished.
 once() {   # once NAME CMD...: `step`, unless an earlier call on this lent machine finished NAME
   local marker="$cache/after-study-$profile-$1.done"
   if [ -n "${OUT:-}" ] && [ -f "$marker" ]; then echo "$1: finished by an earlier call on this machine"; return 0; fi
   step "$@" || return $?
   if [ -n "${OUT:-}" ]; then touch "$marker"; fi
 }
-if [ "$profile" != ci ] && [ ${#named[@]} = 0 ]; then
+if [ ${#named[@]} = 0 ]; then
   once profile-train "$py" -m benchmarks.profile_train "${bench_args[@]}" || failed=1
   tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .
-  for compile_mode in reduce-overhead 1; do
+  compile_modes="reduce-overhead 1"
+  if [ "$profile" = ci ]; then compile_modes=""; fi
+  for compile_mode in $compile_modes; do
     once "train-compile-$compile_mode" env TRANSFERLAB_COMPILE=$compile_mode "$py" -m benchmarks --only train \
       "${bench_args[@]}" || failed=1
     tar -czf "$dest/benchmarks-compile.tgz" -C "$bench_dir" .

@@ -60,6 +60,20 @@ def test_gpu_study_returns_results_that_render_elsewhere_without_retraining(tmp_
     assert seeds_end - 2 < readings["seconds"].max() and readings["seconds"].min() >= min(s.start for s in steps)
     assert write_timeline(out, tmp_path / "timeline.png").stat().st_size > 10_000
     assert not (out / "logs").exists() and (out / "logs.tgz").is_file(), "logs come back as one file"
+    # after the study, the training loop's profile (on ci not the compiled benchmarks: minutes on a CPU)
+    assert "profile-train" in timed and not [name for name in timed if name.startswith("train-compile")]
+    with tarfile.open(out / "benchmarks-compile.tgz") as tar:
+        assert any(name.endswith("/profile-train-quick.json") for name in tar.getnames())
+
+    # A second call on the same machine (after one stopped at the device's time limit) resumes: the
+    # benchmarks and the measurements after the study are not repeated, the findings load their units.
+    again = subprocess.run(["bash", "scripts/gpu_study.sh", "ci"], cwd=ROOT, capture_output=True, text=True,
+                           env=_env(tmp_path / "device-cache", OUT=str(out), PATH=f"{bin_dir}:{os.environ['PATH']}"),
+                           timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "benchmarks: measured and returned by an earlier call" in again.stdout
+    assert "profile-train: finished by an earlier call on this machine" in again.stdout
+    assert {"benchmarks", "profile-train"}.isdisjoint(step.name for step in read_timings(out / "timings.txt")[1])
 
     returned = tmp_path / "returned-cache"
     returned.mkdir()
