@@ -25,6 +25,8 @@ import pandas as pd  # noqa: E402
 
 from transferlab.findings import FINDINGS  # noqa: E402
 
+from .summarise import save_figure  # noqa: E402
+
 # nvidia-smi's timestamp, which timings.txt's first line repeats for the call's start
 CLOCK = "%Y/%m/%d %H:%M:%S.%f"
 STEP = re.compile(r"^(?P<name>.+?)\s+(?P<seconds>\d+(?:\.\d+)?) s\s+at\s+(?P<at>\d+(?:\.\d+)?) s\s*(?P<status>.*)$")
@@ -113,12 +115,7 @@ def write_timeline(folder: Path, out: Path | None = None) -> Path:
         raise ValueError(f"{folder / 'timings.txt'} has no timed steps (written by scripts/gpu_study.sh)")
     readings = folder / "gpu-usage.csv"
     usage = read_usage(readings, started) if started is not None and readings.is_file() else None
-    fig = plot(steps, usage)
-    out = Path(out) if out else folder / "timeline.svg"
-    with matplotlib.rc_context({"svg.hashsalt": "transferlab"}):
-        fig.savefig(out, metadata={"Date": None} if out.suffix == ".svg" else None)
-    plt.close(fig)
-    return out
+    return save_figure(plot(steps, usage), Path(out) if out else folder / "timeline.svg")
 
 
 def main(argv: list[str] | None = None) -> int:

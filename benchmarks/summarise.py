@@ -35,10 +35,17 @@ def _sorted(records: list[dict]) -> list[dict]:
                                           r["provenance"]["quick"]))
 
 
+def _load_all(results: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(results.glob("*/*.json"))]
+
+
+def _is_profile(record: dict) -> bool:
+    return record.get("name", "").startswith(PROFILE_PREFIX)
+
+
 def load_records(results: Path = RESULTS) -> list[dict]:
     """Every valid benchmark result (a bench_<name>.py's), sorted by device, benchmark and mode."""
-    records = [json.loads(path.read_text()) for path in sorted(results.glob("*/*.json"))]
-    records = [r for r in records if not r.get("name", "").startswith(PROFILE_PREFIX)]
+    records = [r for r in _load_all(results) if not _is_profile(r)]
     for record in records:
         check_record(record)
     return _sorted(records)
@@ -46,7 +53,7 @@ def load_records(results: Path = RESULTS) -> list[dict]:
 
 def load_profiles(results: Path = RESULTS) -> list[dict]:
     """Every profile (benchmarks.profile_train's JSON, no baseline and no ratio), in the same order."""
-    return _sorted([json.loads(path.read_text()) for path in sorted(results.glob(f"*/{PROFILE_PREFIX}*.json"))])
+    return _sorted([r for r in _load_all(results) if _is_profile(r)])
 
 
 def _mode(provenance: dict) -> str:
@@ -180,15 +187,23 @@ def plot(records: list[dict]):
     return fig, rows_digest(rows)
 
 
-def write_figure(results: Path = RESULTS, figure: Path = FIGURE) -> Path:
-    """The SVG with its numbers' digest as its description, and no date or random ids: the same
-    results give the same file."""
-    fig, digest = plot(load_records(results))
+def save_figure(fig, path: Path, description: str | None = None) -> Path:
+    """Write `fig` to `path` (format from its suffix) without a half-written file, and close it; an
+    SVG gets no date and fixed ids, so the same figure gives the same file, and `description` as
+    its metadata."""
+    path = Path(path)
+    svg = path.suffix == ".svg"
+    metadata = {"Date": None, **({"Description": description} if description else {})} if svg else None
     with matplotlib.rc_context({"svg.hashsalt": "transferlab"}):
-        atomic_write(figure, lambda tmp: fig.savefig(tmp, format="svg",
-                                                     metadata={"Date": None, "Description": f"rows {digest}"}))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip("."), metadata=metadata))
     plt.close(fig)
-    return figure
+    return path
+
+
+def write_figure(results: Path = RESULTS, figure: Path = FIGURE) -> Path:
+    """The SVG with its numbers' digest as its description: the same results give the same file."""
+    fig, digest = plot(load_records(results))
+    return save_figure(fig, figure, description=f"rows {digest}")
 
 
 def figure_digest(figure: Path = FIGURE) -> str | None:
