@@ -20,6 +20,8 @@ from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from transferlab.cache import write_json  # noqa: E402
+from transferlab.config import ParameterError  # noqa: E402
+from transferlab.train import check_environment  # noqa: E402
 
 from .common import device_slug, provenance_record, resolve_device  # noqa: E402
 
@@ -116,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(discover()))
     if unknown:
         parser.error(f"The '--only' parameter must name benchmarks among {discover()}. Got {unknown} instead.")
+    try:
+        check_environment()
+    except ParameterError as err:
+        parser.error(str(err))
     device = resolve_device(args.device)
     print(f"benchmarks on {device} (load average {os.getloadavg()[0]:.2f}); quick={args.quick}", flush=True)
     failed = []

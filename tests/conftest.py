@@ -10,10 +10,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     """Every test writes its cache into its own temporary folder, finds no hub weights but the
-    ones it writes, and runs offline whatever the environment allows."""
+    ones it writes, runs offline whatever the environment allows, and trains with the default
+    arithmetic (a test that wants the compiled or the CPU's bf16 loop sets its variable itself)."""
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TRANSFERLAB_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.delenv("TRANSFERLAB_ONLINE", raising=False)
+    for name in ("TRANSFERLAB_ONLINE", "TRANSFERLAB_COMPILE", "TRANSFERLAB_CPU_FAST"):
+        monkeypatch.delenv(name, raising=False)
     return tmp_path / "cache"
 
 

@@ -2,9 +2,10 @@
 
 No GPU takes part in the tests, so without these its code would first run on a lent GPU, where
 a crash costs the study's whole device time. Adding "cpu" to FAST_PATH_DEVICE_TYPES runs the
-same code here: only the kernels differ (bf16 is emulated and slow on this CPU, so the models
-are tiny). The `fast_path_on_cpu` fixture is in conftest.py; tests/test_train.py also resumes an
-interrupted run on the fast path.
+same code here: only the kernels differ (a CPU without bf16 units emulates them slowly, so the
+models are tiny). The `fast_path_on_cpu` fixture is in conftest.py; tests/test_train.py also resumes
+an interrupted run on the fast path. Users switch the same path on for a CPU with bf16 units with
+TRANSFERLAB_CPU_FAST=1 (tested below without needing such a CPU).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest
 import torch
 
 from transferlab import train as train_module
-from transferlab.config import ModelConfig, TrainConfig
+from transferlab.config import ModelConfig, ParameterError, TrainConfig
 from transferlab.data.device import DeviceData
 from transferlab.findings import cross, fe_vs_ft, feature_reuse, invariance, lpft_ood
 from transferlab.metrics.stir import invert
 from transferlab.models import create_model
+from transferlab.provenance import device_name
 from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from transferlab.train import extract_features, fast_path, predict, train
 
@@ -31,6 +33,39 @@ def test_the_cpu_default_is_the_fp32_path():
     assert not fast_path(torch.device("cpu")) and fast_path(torch.device("cuda"))
     with train_module.autocast(torch.device("cpu")):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_cpu_fast_switch_turns_the_fast_path_on_for_a_cpu_with_bf16_units(monkeypatch, native_bf16):
+    """TRANSFERLAB_CPU_FAST=1 runs the fast path on the CPU, and every result's device says so; on a
+    CPU without bf16 units it is refused with the reason, like an unknown value, when a finding's
+    parameters are resolved (before any compute); unset or 0, the CPU stays fp32."""
+    monkeypatch.setattr(train_module, "native_bf16_cpu", lambda: native_bf16)
+    monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "1")
+    if native_bf16:
+        assert fast_path(torch.device("cpu")) and device_name("cpu").endswith(" threads, bf16 fast path)")
+        assert fe_vs_ft.config("ci").device == "cpu"
+    else:
+        with pytest.raises(ParameterError, match="TRANSFERLAB_CPU_FAST=1 needs a CPU with native bf16"):
+            fe_vs_ft.config("ci")
+    monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "yes")
+    with pytest.raises(ParameterError, match="'TRANSFERLAB_CPU_FAST' environment variable must be '0' or '1'"):
+        fe_vs_ft.config("ci")
+    for off in ("0", ""):
+        monkeypatch.setenv("TRANSFERLAB_CPU_FAST", off)
+        assert not fast_path(torch.device("cpu")) and device_name("cpu").endswith(" threads)")
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_fast_path_runs_attention_as_matrix_products_on_a_cpu_only(fast_path_on_cpu):
+    """The CPU's fused attention is slow in bf16 (its backward took 5.5x as long as in fp32 for the
+    benchmark's ViT), so the CPU's fast path picks the plain one; CUDA keeps its fused kernels."""
+    assert torch.backends.cuda.flash_sdp_enabled()
+    with train_module.autocast(torch.device("cpu")):
+        assert torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()
+    with train_module.autocast(torch.device("cuda")):   # (no kernel runs: only the flags are read)
+        assert torch.backends.cuda.flash_sdp_enabled()
 
 
 @pytest.mark.parametrize("arch", ["resnet", "vit"])

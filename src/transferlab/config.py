@@ -315,9 +315,13 @@ def resolve_config(default: Any, profiles: dict[str, dict[str, Any]], profile: s
     """A finding's config: its profile's overrides, then the user's parameters (None = keep), validated.
 
     Parameters use dotted names ('pretrain.train.epochs') or the short names in `aliases`.
-    A config with a `device` field gets it resolved ('auto' -> cuda or cpu).
+    A config with a `device` field gets it resolved ('auto' -> cuda or cpu). The training loop's
+    environment variables (TRANSFERLAB_COMPILE, TRANSFERLAB_CPU_FAST) are checked here too.
     """
+    from .train import check_environment
+
     check_profile(profile)
+    check_environment()
     if profile not in profiles:
         raise ParameterError(f"The 'profile' parameter {profile!r} (real data sets and hub weights) is not defined "
                              f"for {finding}; use one of {list(profiles)}.")

@@ -2,13 +2,17 @@
 
 Fast because data never leaves the device, the step has no host sync (the loss is
 accumulated on the device and read once per epoch), and CUDA runs in bf16 autocast with
-channels_last convolutions and a fused optimizer. TRANSFERLAB_COMPILE=1 also compiles the
-training forward pass with torch.compile, and TRANSFERLAB_COMPILE=reduce-overhead replays it as
-CUDA graphs (both off by default: compiling costs minutes on a CPU).
+channels_last convolutions and a fused optimizer. TRANSFERLAB_CPU_FAST=1 runs that fast path on a
+CPU with native bf16 arithmetic too (off by default: the published cpu results are fp32).
+TRANSFERLAB_COMPILE=1 also compiles the training forward pass with torch.compile, and
+TRANSFERLAB_COMPILE=reduce-overhead replays it as CUDA graphs (both off by default: compiling
+costs minutes on a CPU).
 Checkpoints are safetensors weights + JSON metadata; the loop resumes from the last one.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import time
@@ -19,6 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from .cache import atomic_write, read_json, write_json
@@ -34,19 +39,51 @@ keep_freed_memory()
 
 
 # Device types that run the fast path: bf16 autocast, channels_last in the training loop and a
-# fused optimizer. Not the CPU, where bf16 is slower and the cached zoo was trained in fp32 with the
-# default layout; the tests add "cpu" here to run the CUDA path's code before a GPU ever does.
+# fused optimizer. Not the CPU by default (TRANSFERLAB_CPU_FAST below): the published cpu results and
+# the cached zoo were computed in fp32 with the default layout, and a CPU without native bf16
+# arithmetic emulates it slowly. The tests add "cpu" here to run the CUDA path's code before a GPU
+# ever does.
 FAST_PATH_DEVICE_TYPES = frozenset({"cuda"})
+CPU_FAST_ENV = "TRANSFERLAB_CPU_FAST"
+
+
+@functools.cache
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 instructions that oneDNN uses (AVX512-BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def cpu_fast_path() -> bool:
+    """Whether TRANSFERLAB_CPU_FAST=1 asks for the fast path on the CPU (opt-in: it changes the CPU's
+    arithmetic from fp32 to bf16 autocast, so its results differ from the published cpu ones)."""
+    value = os.environ.get(CPU_FAST_ENV, "0")
+    if value not in ("", "0", "1"):
+        raise ParameterError(f"The {CPU_FAST_ENV!r} environment variable must be '0' or '1' (or unset). "
+                             f"Got {value!r} instead.")
+    if value == "1" and not native_bf16_cpu():
+        raise ParameterError(f"{CPU_FAST_ENV}=1 needs a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), "
+                             f"where it is faster; this one has none (torch CPU capability "
+                             f"{torch.backends.cpu.get_cpu_capability()}). Unset it.")
+    return value == "1"
 
 
 def fast_path(device: torch.device) -> bool:
-    """Whether `device` runs the fast path (see FAST_PATH_DEVICE_TYPES)."""
-    return device.type in FAST_PATH_DEVICE_TYPES
+    """Whether `device` runs the fast path (see FAST_PATH_DEVICE_TYPES and TRANSFERLAB_CPU_FAST)."""
+    return device.type in FAST_PATH_DEVICE_TYPES or (device.type == "cpu" and cpu_fast_path())
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on the fast path (CUDA tensor cores); plain fp32 elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast_path(device))
+@contextlib.contextmanager
+def autocast(device: torch.device) -> Iterator[None]:
+    """bf16 autocast on the fast path (CUDA tensor cores, a CPU's bf16 units); plain fp32 elsewhere.
+
+    On a CPU in bf16, attention runs as plain matrix products: the CPU's fused (flash) attention
+    took 5.5x as long as in fp32 in its backward pass for the benchmark's ViT (Performance page).
+    """
+    fast = fast_path(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast), contextlib.ExitStack() as stack:
+        if fast and device.type == "cpu":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        yield
 
 
 def channels_last(model: nn.Module) -> nn.Module:
@@ -75,6 +112,12 @@ def compile_mode() -> str | None:
         raise ParameterError(f"The 'TRANSFERLAB_COMPILE' environment variable must be one of "
                              f"{sorted(k for k in COMPILE_MODES if k)} (or unset). Got {value!r} instead.")
     return COMPILE_MODES[value]
+
+
+def check_environment() -> None:
+    """Refuse a TRANSFERLAB_COMPILE or TRANSFERLAB_CPU_FAST value the loop cannot use, before any compute."""
+    compile_mode()
+    cpu_fast_path()
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
