@@ -47,6 +47,16 @@ FAST_PATH_DEVICE_TYPES = frozenset({"cuda"})
 CPU_FAST_ENV = "TRANSFERLAB_CPU_FAST"
 
 
+def env_setting(name: str, meanings: dict[str, object]) -> object:
+    """What the environment variable `name` means by its value (unset reads as '0'); a value
+    `meanings` lacks is an error naming the variable and the values it takes."""
+    value = os.environ.get(name, "0")
+    if value not in meanings:
+        raise ParameterError(f"The {name!r} environment variable must be one of "
+                             f"{sorted(k for k in meanings if k)} (or unset). Got {value!r} instead.")
+    return meanings[value]
+
+
 @functools.cache
 def native_bf16_cpu() -> bool:
     """Whether this CPU has bf16 instructions that oneDNN uses (AVX512-BF16 or AMX)."""
@@ -56,15 +66,12 @@ def native_bf16_cpu() -> bool:
 def cpu_fast_path() -> bool:
     """Whether TRANSFERLAB_CPU_FAST=1 asks for the fast path on the CPU (opt-in: it changes the CPU's
     arithmetic from fp32 to bf16 autocast, so its results differ from the published cpu ones)."""
-    value = os.environ.get(CPU_FAST_ENV, "0")
-    if value not in ("", "0", "1"):
-        raise ParameterError(f"The {CPU_FAST_ENV!r} environment variable must be '0' or '1' (or unset). "
-                             f"Got {value!r} instead.")
-    if value == "1" and not native_bf16_cpu():
+    on = env_setting(CPU_FAST_ENV, {"": False, "0": False, "1": True})
+    if on and not native_bf16_cpu():
         raise ParameterError(f"{CPU_FAST_ENV}=1 needs a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), "
                              f"where it is faster; this one has none (torch CPU capability "
                              f"{torch.backends.cpu.get_cpu_capability()}). Unset it.")
-    return value == "1"
+    return on
 
 
 def fast_path(device: torch.device) -> bool:
@@ -106,11 +113,7 @@ COMPILE_MODES = {"": None, "0": None, "1": "default", "reduce-overhead": "reduce
 
 def compile_mode() -> str | None:
     """The torch.compile mode TRANSFERLAB_COMPILE asks for, or None; a value it cannot mean is an error."""
-    value = os.environ.get("TRANSFERLAB_COMPILE", "0")
-    if value not in COMPILE_MODES:
-        raise ParameterError(f"The 'TRANSFERLAB_COMPILE' environment variable must be one of "
-                             f"{sorted(k for k in COMPILE_MODES if k)} (or unset). Got {value!r} instead.")
-    return COMPILE_MODES[value]
+    return env_setting("TRANSFERLAB_COMPILE", COMPILE_MODES)
 
 
 def check_environment() -> None:
