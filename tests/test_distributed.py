@@ -12,7 +12,7 @@ import pytest
 
 from transferlab.cache import lock_file
 from transferlab.config import ParameterError
-from transferlab.distributed import check_backend, map_tasks
+from transferlab.distributed import check_backend, map_tasks, worker_env
 
 SWEEP = ["-m", "transferlab", "sweep", "invariance", "--profile", "ci", "--grid", "steps=5,10"]
 
@@ -53,3 +53,15 @@ def test_local_backend_keeps_task_order():
 def test_unknown_backend_is_one_line():
     with pytest.raises(ParameterError, match=r"The 'backend' parameter must be one of \['local', 'ray', 'submitit'\]"):
         check_backend("dask")
+
+
+def test_workers_get_the_cache_and_the_training_arithmetic_the_driver_was_given(monkeypatch, isolated_cache):
+    """A remote task must train as the driver was asked to: a TRANSFERLAB_CPU_FAST or
+    TRANSFERLAB_COMPILE left behind would run it in fp32, uncompiled, without a word."""
+    monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "1")
+    monkeypatch.setenv("TRANSFERLAB_COMPILE", "reduce-overhead")
+    env = worker_env()
+    assert env["TRANSFERLAB_CACHE"] == str(isolated_cache)
+    assert env["TRANSFERLAB_CPU_FAST"] == "1" and env["TRANSFERLAB_COMPILE"] == "reduce-overhead"
+    monkeypatch.delenv("TRANSFERLAB_CPU_FAST")
+    assert "TRANSFERLAB_CPU_FAST" not in worker_env()

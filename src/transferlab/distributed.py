@@ -23,8 +23,9 @@ from .cache import cache_root
 from .config import ParameterError
 
 BACKENDS = ("local", "ray", "submitit")
-# Passed on to every worker, so a remote task reads and writes the same cache, quietly.
-FORWARDED_ENV = ("TRANSFERLAB_CACHE", "OMP_NUM_THREADS", "TQDM_DISABLE")
+# Passed on to every worker, so a remote task reads and writes the same cache, quietly, and trains
+# with the arithmetic the driver asked for (torch.compile, the CPU's bf16 fast path).
+FORWARDED_ENV = ("TRANSFERLAB_CACHE", "OMP_NUM_THREADS", "TQDM_DISABLE", "TRANSFERLAB_COMPILE", "TRANSFERLAB_CPU_FAST")
 
 
 def check_backend(backend: str) -> str:
