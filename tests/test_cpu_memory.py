@@ -3,6 +3,7 @@ step freed instead of faulting fresh ones in; release_freed_memory hands them ba
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -41,9 +42,10 @@ def _run(mode: str) -> dict:
 def test_kept_memory_spares_every_later_step_its_page_faults():
     plain, kept = _run("plain"), _run("keep")
     assert kept["kept"] is True
-    assert min(plain["faults"][2:]) > 1000, "without it each step faults its activations in again"
-    # The kept heap may still grow by a block now and then (2,048 or 4,096 faults in a step seen);
-    # without it every step faults 8,000-29,000 pages.
+    # Without it a step faults 8,000-29,000 pages, though glibc's own threshold sometimes lets one
+    # step reuse its heap (0 faults seen once in CI): most steps, not every one, must fault.
+    assert statistics.median(plain["faults"][2:]) > 1000, "without it steps fault their activations in again"
+    # The kept heap may still grow by a block now and then (2,048 or 4,096 faults in a step seen).
     assert sum(kept["faults"][2:]) < sum(plain["faults"][2:]) / 10
 
 
