@@ -23,7 +23,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from transferlab.config import ModelConfig
 from transferlab.models import create_model
-from transferlab.train import fast_path
+from transferlab.train import bf16_path
 
 from .common import case, compare
 
@@ -47,7 +47,7 @@ def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: st
     train from the same initial weights on the same batches, under bf16 autocast if `bf16`
     (default: where the library's fast path trains in bf16, i.e. on CUDA)."""
     dev = torch.device(device)
-    bf16 = fast_path(dev) if bf16 is None else bf16
+    bf16 = bf16_path(dev) if bf16 is None else bf16
 
     def precision():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
@@ -96,7 +96,7 @@ def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: st
 def seeds_case(name: str, model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: str,
                quick: bool, bf16: bool | None = None) -> dict:
     """One row; `bf16` as in `build`, falling back to fp32 on both sides where the vmapped step fails."""
-    bf16 = fast_path(torch.device(device)) if bf16 is None else bf16
+    bf16 = bf16_path(torch.device(device)) if bf16 is None else bf16
     vmapped, one_after_another, _, _ = build(model_cfg, batch, steps, seeds, device, bf16)
     precision = "bf16 autocast" if bf16 else "fp32"
     try:

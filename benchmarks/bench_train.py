@@ -4,8 +4,9 @@ The naive loop is what a tutorial writes: a torch DataLoader over PIL images wit
 torchvision transforms (random crop, ToTensor, Normalize), fp32, the default AdamW, and a
 `.item()` after every step. Ours keeps uint8 images on the device, augments and
 standardises there, reads the loss once per epoch, and on the fast path (CUDA, or a CPU with
-TRANSFERLAB_CPU_FAST=1, whose results get a device name of their own) uses bf16 autocast,
-channels_last and a fused optimizer; its time includes the precise-BN pass at the end of `train`.
+TRANSFERLAB_CPU_FAST=1, whose results get a device name of their own) uses channels_last and a
+fused optimizer, and bf16 autocast where the device has bf16 units; its time includes the
+precise-BN pass at the end of `train`.
 """
 from __future__ import annotations
 

@@ -41,3 +41,14 @@ def fast_path_on_cpu(monkeypatch):
 
     monkeypatch.setattr(train, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
     assert train.fast_path(torch.device("cpu"))
+
+
+@pytest.fixture
+def fp32_fast_path_on_cpu(monkeypatch):
+    """TRANSFERLAB_CPU_FAST=1 on a CPU without bf16 units (as on an AVX2 machine, whatever this one
+    has): channels_last training and fused optimizers in fp32."""
+    from transferlab import train
+
+    monkeypatch.setattr(train, "native_bf16_cpu", lambda: False)
+    monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "1")
+    assert train.fast_path(torch.device("cpu")) and not train.bf16_path(torch.device("cpu"))

@@ -4,8 +4,9 @@ No GPU takes part in the tests, so without these its code would first run on a l
 a crash costs the study's whole device time. Adding "cpu" to FAST_PATH_DEVICE_TYPES runs the
 same code here: only the kernels differ (a CPU without bf16 units emulates them slowly, so the
 models are tiny). The `fast_path_on_cpu` fixture is in conftest.py; tests/test_train.py also resumes
-an interrupted run on the fast path. Users switch the same path on for a CPU with bf16 units with
-TRANSFERLAB_CPU_FAST=1 (tested below without needing such a CPU).
+an interrupted run on the fast path. Users switch the same path on for a CPU with
+TRANSFERLAB_CPU_FAST=1: in bf16 on a CPU with bf16 units, in fp32 elsewhere (both tested below on
+any CPU).
 """
 from __future__ import annotations
 
@@ -23,10 +24,37 @@ from transferlab.metrics.stir import invert
 from transferlab.models import create_model
 from transferlab.provenance import device_name
 from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
-from transferlab.train import extract_features, fast_path, predict, train
+from transferlab.train import bf16_path, extract_features, fast_path, predict, train
 
 CFG = TrainConfig(epochs=3, batch_size=64, lr=3e-3)
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+
+
+def train_and_record(model: torch.nn.Module, data: DeviceData) -> tuple[list[float], dict]:
+    """`train` on `data`, with what the loop ran: its optimizer, the first convolution's weight layout
+    and output dtype, and the head's output dtype."""
+    seen = {}
+    make_optimizer = train_module.make_optimizer
+
+    def recording_optimizer(m, train_cfg):
+        seen["optimizer"] = make_optimizer(m, train_cfg)
+        return seen["optimizer"]
+
+    def record_conv(module, inputs, output) -> None:   # (a hook that returned a value would replace the output)
+        seen.setdefault("conv_layout", module.weight.is_contiguous(memory_format=torch.channels_last))
+        seen.setdefault("conv_dtype", output.dtype)
+
+    def record_head(module, inputs, output) -> None:
+        seen.setdefault("head_dtype", output.dtype)
+
+    hooks = [next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).register_forward_hook(record_conv),
+             model.get_classifier().register_forward_hook(record_head)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_module, "make_optimizer", recording_optimizer)
+        losses = train(model, data, CFG, seed=0).losses
+    for hook in hooks:
+        hook.remove()
+    return losses, seen
 
 
 def test_the_cpu_default_is_the_fp32_path():
@@ -36,24 +64,42 @@ def test_the_cpu_default_is_the_fp32_path():
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
-def test_cpu_fast_switch_turns_the_fast_path_on_for_a_cpu_with_bf16_units(monkeypatch, native_bf16):
-    """TRANSFERLAB_CPU_FAST=1 runs the fast path on the CPU, and every result's device says so; on a
-    CPU without bf16 units it is refused with the reason, like an unknown value, when a finding's
-    parameters are resolved (before any compute); unset or 0, the CPU stays fp32."""
+def test_cpu_fast_switch_turns_the_fast_path_on_in_bf16_where_the_cpu_has_bf16_units(monkeypatch, native_bf16):
+    """TRANSFERLAB_CPU_FAST=1 runs the fast path on the CPU, in bf16 autocast on a CPU with bf16 units
+    and in fp32 on one without, and every result's device says which; a value it cannot mean is
+    refused when a finding's parameters are resolved (before any compute); unset or 0, the CPU
+    stays on the default fp32 path."""
     monkeypatch.setattr(train_module, "native_bf16_cpu", lambda: native_bf16)
     monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "1")
-    if native_bf16:
-        assert fast_path(torch.device("cpu")) and device_name("cpu").endswith(" threads, bf16 fast path)")
-        assert fe_vs_ft.config("ci").device == "cpu"
-    else:
-        with pytest.raises(ParameterError, match="TRANSFERLAB_CPU_FAST=1 needs a CPU with native bf16"):
-            fe_vs_ft.config("ci")
+    precision = torch.bfloat16 if native_bf16 else torch.float32
+    assert fast_path(torch.device("cpu")) and bf16_path(torch.device("cpu")) == native_bf16
+    assert device_name("cpu").endswith(f" threads, {'bf16' if native_bf16 else 'fp32'} fast path)")
+    with train_module.autocast(torch.device("cpu")):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == precision
+    assert fe_vs_ft.config("ci").device == "cpu"
     monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "yes")
     with pytest.raises(ParameterError, match=r"'TRANSFERLAB_CPU_FAST' environment variable must be one of \['0', '1'\]"):
         fe_vs_ft.config("ci")
     for off in ("0", ""):
         monkeypatch.setenv("TRANSFERLAB_CPU_FAST", off)
         assert not fast_path(torch.device("cpu")) and device_name("cpu").endswith(" threads)")
+
+
+def test_cpu_fast_switch_without_bf16_units_trains_fp32_channels_last_with_a_fused_optimizer(stripes, monkeypatch,
+                                                                                            fp32_fast_path_on_cpu):
+    """On a CPU without bf16 units the fast path keeps fp32 arithmetic and changes only the layout
+    and the optimizer's kernel, so its losses match the default path's but for rounding."""
+    data = DeviceData.from_arrays(stripes, "cpu")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(width=8), stripes.num_classes)
+    default_model = copy.deepcopy(model)
+    losses, seen = train_and_record(model, data)
+    assert seen["optimizer"].defaults["fused"] is True
+    assert seen["conv_layout"] is True and seen["conv_dtype"] == seen["head_dtype"] == torch.float32
+    monkeypatch.setenv("TRANSFERLAB_CPU_FAST", "0")
+    default_losses, seen = train_and_record(default_model, data)
+    assert seen["optimizer"].defaults["fused"] is False and seen["conv_layout"] is False
+    assert losses == pytest.approx(default_losses, rel=1e-3), (losses, default_losses)
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
@@ -77,28 +123,12 @@ def test_fast_path_trains_in_bf16_channels_last_with_a_fused_optimizer(arch, str
     torch.manual_seed(0)
     model = create_model(cfg, stripes.num_classes)
     fp32_model = copy.deepcopy(model)
-    seen = {}
-    make_optimizer = train_module.make_optimizer
-
-    def recording_optimizer(m, train_cfg):
-        seen["optimizer"] = make_optimizer(m, train_cfg)
-        return seen["optimizer"]
-
-    def record_conv(module, inputs, output) -> None:   # (a hook that returned a value would replace the output)
-        seen.setdefault("conv_layout", module.weight.is_contiguous(memory_format=torch.channels_last))
-
-    def record_head(module, inputs, output) -> None:
-        seen.setdefault("head_dtype", output.dtype)
-
-    monkeypatch.setattr(train_module, "make_optimizer", recording_optimizer)
-    next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).register_forward_hook(record_conv)
-    model.get_classifier().register_forward_hook(record_head)
-    losses = train(model, data, CFG, seed=0).losses
+    losses, seen = train_and_record(model, data)
     assert seen["optimizer"].defaults["fused"] is True
     assert seen["conv_layout"] is True and seen["head_dtype"] == torch.bfloat16
 
     monkeypatch.setattr(train_module, "FAST_PATH_DEVICE_TYPES", frozenset({"cuda"}))
-    fp32_losses = train(fp32_model, data, CFG, seed=0).losses
+    fp32_losses, seen = train_and_record(fp32_model, data)
     assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
     assert losses == pytest.approx(fp32_losses, abs=0.05), (losses, fp32_losses)
     assert seen["optimizer"].defaults["fused"] is False
@@ -118,8 +148,10 @@ def test_fast_path_features_are_float32_and_predictions_match_fp32(stripes, fast
     assert (preds == preds32).float().mean() > 0.95   # bf16 rounding may flip near-ties only
 
 
+@pytest.mark.parametrize("path", ["fast_path_on_cpu", "fp32_fast_path_on_cpu"])
 @pytest.mark.parametrize("batched", [True, False])
-def test_fast_path_inversion_lowers_the_representation_loss(batched, fast_path_on_cpu):
+def test_fast_path_inversion_lowers_the_representation_loss(batched, path, request):
+    request.getfixturevalue(path)
     torch.manual_seed(0)
     model = create_model(ModelConfig(arch="vit", width=16, depth=3, heads=2), num_classes=3).eval()
     g = torch.Generator().manual_seed(0)

@@ -24,7 +24,7 @@ from .config import ParameterError
 
 BACKENDS = ("local", "ray", "submitit")
 # Passed on to every worker, so a remote task reads and writes the same cache, quietly, and trains
-# with the arithmetic the driver asked for (torch.compile, the CPU's bf16 fast path).
+# with the arithmetic the driver asked for (torch.compile, the CPU's fast path).
 FORWARDED_ENV = ("TRANSFERLAB_CACHE", "OMP_NUM_THREADS", "TQDM_DISABLE", "TRANSFERLAB_COMPILE", "TRANSFERLAB_CPU_FAST")
 
 

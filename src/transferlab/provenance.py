@@ -13,7 +13,7 @@ import torch
 
 from . import __version__
 from .cache import Ledger, timestamp
-from .train import fast_path
+from .train import bf16_path, fast_path
 
 PACKAGES = ("transferlab", "torch", "timm", "numpy", "scikit-learn", "pandas")
 
@@ -34,11 +34,13 @@ def git_commit(where: Path | None = None) -> str:
 
 
 def device_name(device: str) -> str:
-    """The GPU's name, or the CPU's architecture and threads, and whether it ran the opt-in bf16 fast
-    path (TRANSFERLAB_CPU_FAST: results differ from fp32 ones, so a mixed cache shows as two devices)."""
+    """The GPU's name, or the CPU's architecture and threads, and whether it ran the opt-in fast path
+    in bf16 or fp32 (TRANSFERLAB_CPU_FAST: results differ from the default path's, so a mixed cache
+    shows as two devices)."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    fast = ", bf16 fast path" if fast_path(torch.device("cpu")) else ""
+    cpu = torch.device("cpu")
+    fast = f", {'bf16' if bf16_path(cpu) else 'fp32'} fast path" if fast_path(cpu) else ""
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads{fast})"
 
 

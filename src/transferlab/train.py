@@ -3,7 +3,8 @@
 Fast because data never leaves the device, the step has no host sync (the loss is
 accumulated on the device and read once per epoch), and CUDA runs in bf16 autocast with
 channels_last convolutions and a fused optimizer. TRANSFERLAB_CPU_FAST=1 runs that fast path on a
-CPU with native bf16 arithmetic too (off by default: the published cpu results are fp32).
+CPU too: in bf16 where the CPU has native bf16 arithmetic, in fp32 elsewhere (off by default: the
+published cpu results are fp32 in the default layout).
 TRANSFERLAB_COMPILE=1 also compiles the training forward pass with torch.compile, and
 TRANSFERLAB_COMPILE=reduce-overhead replays it as CUDA graphs (both off by default: compiling
 costs minutes on a CPU).
@@ -40,9 +41,8 @@ keep_freed_memory()
 
 # Device types that run the fast path: bf16 autocast, channels_last in the training loop and a
 # fused optimizer. Not the CPU by default (TRANSFERLAB_CPU_FAST below): the published cpu results and
-# the cached zoo were computed in fp32 with the default layout, and a CPU without native bf16
-# arithmetic emulates it slowly. The tests add "cpu" here to run the CUDA path's code before a GPU
-# ever does.
+# the cached zoo were computed in fp32 with the default layout. The tests add "cpu" here to run the
+# CUDA path's code before a GPU ever does.
 FAST_PATH_DEVICE_TYPES = frozenset({"cuda"})
 CPU_FAST_ENV = "TRANSFERLAB_CPU_FAST"
 
@@ -65,18 +65,20 @@ def native_bf16_cpu() -> bool:
 
 def cpu_fast_path() -> bool:
     """Whether TRANSFERLAB_CPU_FAST=1 asks for the fast path on the CPU (opt-in: it changes the CPU's
-    arithmetic from fp32 to bf16 autocast, so its results differ from the published cpu ones)."""
-    on = env_setting(CPU_FAST_ENV, {"": False, "0": False, "1": True})
-    if on and not native_bf16_cpu():
-        raise ParameterError(f"{CPU_FAST_ENV}=1 needs a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), "
-                             f"where it is faster; this one has none (torch CPU capability "
-                             f"{torch.backends.cpu.get_cpu_capability()}). Unset it.")
-    return on
+    arithmetic, so its results differ from the published cpu ones)."""
+    return env_setting(CPU_FAST_ENV, {"": False, "0": False, "1": True})
 
 
 def fast_path(device: torch.device) -> bool:
-    """Whether `device` runs the fast path (see FAST_PATH_DEVICE_TYPES and TRANSFERLAB_CPU_FAST)."""
+    """Whether `device` trains channels_last with a fused optimizer (see FAST_PATH_DEVICE_TYPES and
+    TRANSFERLAB_CPU_FAST)."""
     return device.type in FAST_PATH_DEVICE_TYPES or (device.type == "cpu" and cpu_fast_path())
+
+
+def bf16_path(device: torch.device) -> bool:
+    """Whether the fast path on `device` also computes in bf16 autocast: on CUDA, and on a CPU with bf16
+    units. A CPU without them emulates bf16 slowly, so its fast path stays in fp32 (Performance page)."""
+    return device.type in FAST_PATH_DEVICE_TYPES or (fast_path(device) and native_bf16_cpu())
 
 
 @contextlib.contextmanager
@@ -86,9 +88,9 @@ def autocast(device: torch.device) -> Iterator[None]:
     On a CPU in bf16, attention runs as plain matrix products: the CPU's fused (flash) attention
     took 5.5x as long as in fp32 in its backward pass for the benchmark's ViT (Performance page).
     """
-    fast = fast_path(device)
-    attention = sdpa_kernel(SDPBackend.MATH) if fast and device.type == "cpu" else contextlib.nullcontext()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast), attention:
+    bf16 = bf16_path(device)
+    attention = sdpa_kernel(SDPBackend.MATH) if bf16 and device.type == "cpu" else contextlib.nullcontext()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), attention:
         yield
 
 
