@@ -158,7 +158,6 @@ def provenance_record(device: str, load_start: tuple[float, float, float], secon
     return {"commit": git_commit(), "versions": versions(), "device": device_name(device),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2, AVX512...: CPU speed hangs on it
             "loadavg_start": [round(x, 2) for x in load_start],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "niceness": os.nice(0), "wall_time_s": round(seconds, 1),

@@ -130,13 +130,12 @@ def render(records: list[dict], profiles: list[dict] = ()) -> str:
         profiled = [p for p in profiles if p["provenance"]["device"] == device]
         if profiled:
             lines += ["", *_profile_rows(profiled)]
-        lines += ["", "| benchmark | date | commit | load average (1 min) at start / end | torch threads "
-                  "| CPU instructions |", "|---|---|---|---|---|---|"]
+        lines += ["", "| benchmark | date | commit | load average (1 min) at start / end | torch threads |",
+                  "|---|---|---|---|---|"]
         for r in mine + profiled:
             pr = r["provenance"]
             lines.append(f"| {r['name']}{_mode(pr)} | {pr['date']} | `{pr['commit']}` "
-                         f"| {pr['loadavg_start'][0]:.2f} / {pr['loadavg_end'][0]:.2f} | {pr.get('torch_threads', '–')} "
-                         f"| {pr.get('cpu_capability', '–')} |")
+                         f"| {pr['loadavg_start'][0]:.2f} / {pr['loadavg_end'][0]:.2f} | {pr.get('torch_threads', '–')} |")
         lines.append("")
     return "\n".join(lines)
 

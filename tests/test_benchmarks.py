@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not part of the package
@@ -30,7 +29,6 @@ def test_quick_run_writes_one_valid_json_per_benchmark(tmp_path, capsys):
         check_record(record)
         assert record["provenance"]["quick"] is True and record["device"] == "cpu"
         assert len(record["provenance"]["loadavg_start"]) == 3
-        assert record["provenance"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
         for c in record["cases"]:
             assert c["speedup"] > 0 and c["ours"]["peak_mem_mb"] is not None
             assert c["ours"]["mfu"] is None, "no MFU on a CPU"

@@ -1,7 +1,10 @@
-"""Provenance: the commit a result names is dirty only when a run's inputs changed."""
+"""Provenance: the commit a result names is dirty only when a run's inputs changed; a CPU's device
+names what decides its arithmetic."""
 import subprocess
 
-from transferlab.provenance import git_commit
+import torch
+
+from transferlab.provenance import device_name, git_commit
 
 
 def _git(repo, *args):
@@ -43,3 +46,13 @@ def test_results_provenance_names_where_the_units_were_computed(tmp_path):
     commits, torch_versions = prov["commit"].split(" and "), prov["versions"]["torch"].split(" and ")
     assert prov["device"].startswith("NVIDIA H200 and cpu (") and len(commits) == 2 and "abc" in commits
     assert len(torch_versions) == 2 and "2.11.0" in torch_versions
+
+
+def test_a_cpu_device_names_what_decides_its_fp32_sums(monkeypatch):
+    """Threads and instruction set each change the order of fp32 sums (README), so a CPU result's
+    device names both: two machines that differ in either show as two devices."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert device_name("cpu").endswith(", AVX512, 3 threads)")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert device_name("cpu").endswith(", AVX2, 3 threads)")

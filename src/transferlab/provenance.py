@@ -34,14 +34,16 @@ def git_commit(where: Path | None = None) -> str:
 
 
 def device_name(device: str) -> str:
-    """The GPU's name, or the CPU's architecture and threads, and whether it ran the opt-in fast path
-    in bf16 or fp32 (TRANSFERLAB_CPU_FAST: results differ from the default path's, so a mixed cache
-    shows as two devices)."""
+    """The GPU's name, or the CPU's architecture, instruction set and threads, and whether it ran the
+    opt-in fast path in bf16 or fp32 (TRANSFERLAB_CPU_FAST). Each of the last three changes the
+    order of fp32 sums, so a CPU result is the same bit for bit only where all three are the same,
+    and a mixed cache shows as several devices."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     cpu = torch.device("cpu")
     fast = f", {'bf16' if bf16_path(cpu) else 'fp32'} fast path" if fast_path(cpu) else ""
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads{fast})"
+    return (f"cpu ({platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads{fast})")
 
 
 def versions() -> dict[str, str]:
