@@ -3,7 +3,8 @@
 (what the library does: every zoo run and fine-tuning trains on its own).
 
 Both do the same work: per seed, the same batches, cross-entropy, AdamW on all weights, under
-the library's precision (bf16 autocast on CUDA, fp32 on a CPU). Where the vmapped step fails
+the library's precision (bf16 autocast where its fast path trains in bf16: CUDA, or a CPU with
+bf16 units under TRANSFERLAB_CPU_FAST=1; fp32 otherwise). Where the vmapped step fails
 under bf16 (torch.func's batch-norm rule pairs a bf16 weight with fp32 running statistics, which
 a CPU rejects and a GPU may), both are measured in fp32 and the row says so. A vmapped step
 turns S small matrix products into one batched one, which pays where kernels are too small to
@@ -45,7 +46,7 @@ def build(model_cfg: ModelConfig, batch: int, steps: int, seeds: int, device: st
           bf16: bool | None = None) -> tuple[Callable[[], None], Callable[[], None], list[nn.Module], dict]:
     """(vmapped, one_after_another, the separate models, the stacked parameters): both callables
     train from the same initial weights on the same batches, under bf16 autocast if `bf16`
-    (default: where the library's fast path trains in bf16, i.e. on CUDA)."""
+    (default: where the library's fast path trains in bf16, `transferlab.train.bf16_path`)."""
     dev = torch.device(device)
     bf16 = bf16_path(dev) if bf16 is None else bf16
 
