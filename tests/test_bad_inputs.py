@@ -73,6 +73,7 @@ CONFIG_CASES = [
     # layer indices past the depth
     ("invariance", "ci", {"layers": (0, 9)}, "The 'layers' parameter must hold block indices in [0,"),
     ("invariance", "ci", {"layers": (-1,)}, "The 'layers' parameter must"),
+    ("invariance", "ci", {"layers": (1,)}, "The 'layers' parameter must give at least 2 blocks"),
     # sources that need files or the network (TRANSFERLAB_ONLINE=1) that this machine lacks
     ("fe_vs_ft", "ci", {"source": "timm:resnet18"}, "The 'pretrain.source' parameter 'timm:resnet18' needs timm hub"),
     ("lpft_ood", "cpu", {"source": "timm:vit_small_patch16_224.augreg_in21k"}, "needs timm hub weights"),

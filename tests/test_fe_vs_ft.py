@@ -46,6 +46,11 @@ def test_b1_on_hand_made_curves():
     assert fe_vs_ft.verdict_b1(_table(rising, rising))[0]["verdict"] == NOT_REPRODUCED
     noisy = _table(peaked, [[0.80, 0.90, 0.85], [0.81, 0.84, 0.86], [0.80, 0.88, 0.85]])
     assert fe_vs_ft.verdict_b1(noisy)[0]["verdict"] == INCONCLUSIVE
+    # Gaps 0.04, 0.02, 0.06: the mean reaches max(1 pp, 2 SD) = 0.04, but the CI [-0.010, 0.090]
+    # holds 0, so the gap is not shown; only a CI wholly past the threshold reproduces it.
+    borderline = _table(peaked, [[0.80, 0.90, 0.86], [0.80, 0.90, 0.88], [0.80, 0.90, 0.84]])
+    row = fe_vs_ft.verdict_b1(borderline)[0]
+    assert row["value (95% CI over seeds)"] == "0.040 [-0.010, 0.090]" and row["verdict"] == INCONCLUSIVE
 
 
 def test_b2_and_b3_on_hand_made_curves():
@@ -56,6 +61,11 @@ def test_b2_and_b3_on_hand_made_curves():
     assert fe_vs_ft.verdict_b3(table)[0]["verdict"] == REPRODUCED  # main 0.9 > residual 0.5 everywhere
     table["main_stability"] = 0.1
     assert fe_vs_ft.verdict_b3(table)[0]["verdict"] == NOT_REPRODUCED
+    # Seed 0's FT accuracy is flat, so its Spearman is undefined: the other two seeds' rho = 1 alone
+    # would read as reproduced with a zero-width CI.
+    table.loc[table["seed"] == 0, "ft_acc"] = 0.85
+    rho_ft, _ = fe_vs_ft.verdict_b2(table)
+    assert rho_ft["verdict"] == INCONCLUSIVE and "(1 of 3 seeds undefined)" in rho_ft["value (95% CI over seeds)"]
 
 
 def test_failed_pretraining_makes_every_verdict_inconclusive():

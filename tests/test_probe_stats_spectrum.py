@@ -4,7 +4,7 @@ import pytest
 from transferlab.metrics.spectrum import (main_part_size, normalised_similarity, project, spectrum,
                                           subspace_similarity)
 from transferlab.probe import fit_linear_probe
-from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above, verdict_below
 
 
 def test_probe_separates_a_linearly_separable_toy():
@@ -29,6 +29,19 @@ def test_verdict_is_three_way():
     assert verdict_above(mean_ci([0.1, 0.2, 0.0]), 0.5) == NOT_REPRODUCED
     assert verdict_above(mean_ci([0.0, 1.0, 0.5]), 0.5) == INCONCLUSIVE
     assert verdict_above(mean_ci([0.9]), 0.5) == INCONCLUSIVE  # one seed: no interval
+    assert verdict_above(mean_ci([0.9]), float("inf")) == INCONCLUSIVE  # a '2 SD' threshold from one seed
+    assert verdict_below(mean_ci([0.1, 0.2, 0.0]), 0.5) == REPRODUCED
+    assert verdict_below(mean_ci([1.0, 1.1, 0.9]), 0.5) == NOT_REPRODUCED
+    assert verdict_below(mean_ci([0.9]), 0.5) == INCONCLUSIVE
+
+
+def test_an_undefined_seed_makes_the_verdict_inconclusive_and_says_so():
+    # Without the NaN seed the other three give 1.0 [0.975, 1.025]: clearly above 0.5 (and below 2).
+    est = mean_ci([1.0, 0.99, 1.01, float("nan")])
+    assert (est.n, est.undefined) == (3, 1) and est.mean == pytest.approx(1.0)
+    assert verdict_above(est, 0.5) == INCONCLUSIVE and verdict_below(est, 2.0) == INCONCLUSIVE
+    assert est.formatted() == "1.000 [0.975, 1.025] (1 of 4 seeds undefined)"
+    assert mean_ci([1.0, 2.0]).formatted("+.1f") == "+1.5 [-4.9, +7.9]"
 
 
 def test_main_part_size():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -188,8 +189,11 @@ def test_argmax_shift_and_thirds():
     m = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0.5, 0.4], [0, 0.9, 0.2, 0.8]])
     first, last = invariance.thirds([0, 1, 2, 3])
     assert (first, last) == ([0], [3])
-    assert invariance.argmax_shift(m, last) == 2.0          # row 3 peaks at column 1
-    assert invariance.argmax_shift(m, [0, 1, 2]) == 0.0
+    assert invariance.argmax_shift(m, last, [0, 1, 2, 3]) == 2.0          # row 3 peaks at column 1
+    assert invariance.argmax_shift(m, [0, 1, 2], [0, 1, 2, 3]) == 0.0
+    assert invariance.argmax_shift(m, last, [0, 2, 4, 6]) == 4.0          # in blocks: block 6 peaks at block 2
+    m[3, 0] = np.nan                                                       # np.argmax would pick the NaN
+    assert np.isnan(invariance.argmax_shift(m, last, [0, 1, 2, 3]))
     assert invariance.thirds(list(range(8))) == ([0, 1], [6, 7])
 
 
@@ -207,3 +211,29 @@ def test_sanity_gap():
 ])
 def test_verdict_a2(s, control, expected):
     assert invariance.verdict_a2(s, control) == expected
+
+
+def _verdict_inputs(control_peak: int) -> tuple:
+    """Three identical seeds, blocks 0-2: S shows invariance, R's deep row peaks at block 0
+    (s = 2), the control C's deep row at `control_peak`; every model learned, no inversion failed."""
+    sanity = [[1.0, 1.0, 1.0], [0.5, 1.0, 1.0], [0.2, 0.3, 1.0]]
+    retained = [[1.0, 0.5, 0.2], [0.6, 0.9, 0.4], [0.8, 0.5, 0.3]]
+    control = np.eye(3)
+    control[2] = 0.1
+    control[2, control_peak] = 0.9
+    maps = {seed: {"S": sanity, "C": control.tolist(), "R[mnist]": retained} for seed in range(3)}
+    stats = invariance.statistics(maps, [0, 1, 2], ("mnist",))
+    models = pd.DataFrame({"source_acc": [0.9, 0.9, 0.9]})
+    residuals = pd.DataFrame({"model": ["pt"], "layer": [0], "failed": [False]})
+    noise = pd.DataFrame({"model": ["pt", "pt'", "ft[mnist]"], "cka": [0.0, 0.0, 0.0]})
+    return stats, models, residuals, noise, maps, ("mnist",)
+
+
+def test_verdicts_say_why_a2_is_inconclusive_when_the_control_moves():
+    quiet = invariance.verdicts(*_verdict_inputs(control_peak=2)).set_index("claim")
+    assert quiet.loc["A2", "verdict"] == REPRODUCED and quiet.loc["A2", "note"] == ""
+    moved = invariance.verdicts(*_verdict_inputs(control_peak=0)).set_index("claim")
+    assert moved.loc["control", "value (95% CI over seeds)"].startswith("2.000")
+    assert moved.loc["A2", "verdict"] == INCONCLUSIVE
+    assert moved.loc["A2", "note"] == "the control's s is not inside (-0.5, 0.5)"
+    assert moved.loc["A1", "verdict"] == REPRODUCED and moved.loc["A1", "note"] == ""  # A1 needs no control

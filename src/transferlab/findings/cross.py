@@ -276,7 +276,7 @@ def stir_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, pr
         first, last = invariance.thirds(layers)
         diagonal = np.diag(retained)
         return {"layers": layers, "R": retained.tolist(), "S": sanity.tolist(), "noise": noise.tolist(),
-                "s": invariance.argmax_shift(retained, last),
+                "s": invariance.argmax_shift(retained, last, layers),
                 "retention": float(diagonal[first].mean() - diagonal[last].mean()),
                 "sanity_gap": invariance.sanity_gap(sanity, last)[1],
                 "residual": float(inverted.residual().max()), "seconds": timer["seconds"]}

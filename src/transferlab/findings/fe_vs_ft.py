@@ -223,7 +223,8 @@ def verdict_b1(trained: pd.DataFrame) -> list[dict]:
     """B1: a mid checkpoint is a better feature extractor than the final one.
 
     The best epoch is chosen on the probe's *validation* accuracy (mean over seeds) and the gap
-    is measured on the *test* split, so choosing the maximum does not inflate the gap.
+    is measured on the *test* split, so choosing the maximum does not inflate the gap. As every
+    other claim, it is reproduced only when the gap's whole CI clears the threshold.
     """
     val = trained.pivot(index="seed", columns="epoch", values="fe_val_acc")
     test = trained.pivot(index="seed", columns="epoch", values="fe_acc")
@@ -231,9 +232,13 @@ def verdict_b1(trained: pd.DataFrame) -> list[dict]:
     best_epoch = val.mean().idxmax()
     gap = mean_ci(test[best_epoch] - test[final_epoch])
     threshold = max(0.01, 2 * gap.sd) if np.isfinite(gap.sd) else float("inf")
-    if best_epoch == final_epoch or gap.hi < 0.01:
+    if best_epoch == final_epoch:
         verdict = NOT_REPRODUCED
-    elif best_epoch < final_epoch and gap.mean >= threshold:
+    elif not gap.decidable:
+        verdict = INCONCLUSIVE
+    elif gap.hi < 0.01:
+        verdict = NOT_REPRODUCED
+    elif best_epoch < final_epoch and gap.lo >= threshold:
         verdict = REPRODUCED
     else:
         verdict = INCONCLUSIVE

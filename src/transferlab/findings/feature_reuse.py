@@ -34,7 +34,7 @@ from ..metrics.landscape import criticality_map, error_at, error_along_path, los
 from ..models import create_model
 from ..profiles import pretrain_overrides
 from ..provenance import compute_origin, results_provenance, stopwatch
-from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+from ..stats import INCONCLUSIVE, mean_ci, verdict_above, verdict_below
 from ..stats import verdict_row as _row
 from ..train import accuracy, channels_last, early_checkpoint_steps, load_weights, predict, train
 from ..zoo import ZooRun, check_pretrain, pretrain
@@ -513,15 +513,6 @@ C3_RIT_MIN_BARRIER = 0.05     # RI-T/RI-T barrier at least 5 pp
 # the body modules minus that of the lower half (a middle module of an odd count is left out),
 # per seed, at the unshuffled block size; C4 holds when the 95% CI of D lies above 0.
 C4_MIN_DIFFERENCE = 0.0
-
-
-def verdict_below(estimate, threshold: float) -> str:
-    """'reproduced' if the whole CI lies at or below the threshold, 'not reproduced' if above it."""
-    if estimate.hi <= threshold:
-        return REPRODUCED
-    if estimate.lo > threshold:
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
 
 
 def verdict_c1(gaps: pd.DataFrame) -> list[dict]:

@@ -96,6 +96,10 @@ def config(profile: str = "cpu", **params: Any) -> InvarianceConfig:
     if any(i >= depth for i in cfg.layers):
         raise ParameterError(f"The 'layers' parameter must hold block indices in [0, {depth - 1}] (the ViT has "
                              f"{depth} blocks). Got {list(cfg.layers)!r} instead.")
+    if len(layers_of(cfg)) < 2:   # A1 compares the first third of the blocks with the last one
+        name, got = ("layers", list(cfg.layers)) if cfg.layers else ("pretrain.model.depth", depth)
+        raise ParameterError(f"The {name!r} parameter must give at least 2 blocks to invert (A1 compares the "
+                             f"first third of them with the last). Got {got!r} instead.")
     if cfg.images > cfg.target.test:
         raise ParameterError(f"The 'images' parameter must be at most 'target.test' ({cfg.target.test}): the "
                              f"inverted images are test images. Got {cfg.images} instead.")
@@ -245,9 +249,13 @@ def examples(cfg: InvarianceConfig, images: torch.Tensor, layers: list[int], n: 
 
 
 # ---------------------------------------------------------------- statistics
-def argmax_shift(matrix: np.ndarray, rows: list[int]) -> float:
-    """s = mean over `rows` i of (i - argmax_j M[i, j]), in layers (positions in the map)."""
-    return float(np.mean([i - int(np.argmax(matrix[i])) for i in rows]))
+def argmax_shift(matrix: np.ndarray, rows: list[int], layers: list[int]) -> float:
+    """s = mean over `rows` i of (i - argmax_j M[i, j]), in blocks: map position k is block
+    `layers[k]`, so a subset of blocks keeps CLAIMS.md's unit. NaN if a row holds a NaN (np.argmax
+    would pick the NaN's position as the peak)."""
+    if not np.isfinite(matrix[rows]).all():
+        return float("nan")
+    return float(np.mean([layers[i] - layers[int(np.argmax(matrix[i]))] for i in rows]))
 
 
 def sanity_gap(matrix: np.ndarray, rows: list[int]) -> tuple[float, float]:
@@ -266,12 +274,12 @@ def statistics(maps: dict, layers: list[int], targets: tuple) -> pd.DataFrame:
         upper, gap = sanity_gap(m["S"], last)
         rows += [{"seed": seed, "statistic": "sanity: deep rows of S, j >= i", "value": upper},
                  {"seed": seed, "statistic": "sanity: deep rows of S, (j >= i) - (j < i)", "value": gap},
-                 {"seed": seed, "statistic": "s control (pt vs pt')", "value": argmax_shift(m["C"], last)}]
+                 {"seed": seed, "statistic": "s control (pt vs pt')", "value": argmax_shift(m["C"], last, layers)}]
         for name in targets:
             diag = np.diag(m[f"R[{name}]"])
             rows += [{"seed": seed, "statistic": f"A1 retention, first - last third [{name}]",
                       "value": float(diag[first].mean() - diag[last].mean())},
-                     {"seed": seed, "statistic": f"s [{name}]", "value": argmax_shift(m[f"R[{name}]"], last)}]
+                     {"seed": seed, "statistic": f"s [{name}]", "value": argmax_shift(m[f"R[{name}]"], last, layers)}]
     return pd.DataFrame(rows)
 
 
@@ -286,13 +294,16 @@ def _estimate(stats: pd.DataFrame, statistic: str) -> Estimate:
 
 
 def control_quiet(control: Estimate) -> bool:
-    """Whether the control's s lies inside (-0.5, 0.5), its whole CI."""
-    return -A2_MAX_CONTROL < control.lo and control.hi < A2_MAX_CONTROL
+    """Whether the control's s lies inside (-0.5, 0.5), its whole CI (from every seed)."""
+    return control.decidable and -A2_MAX_CONTROL < control.lo and control.hi < A2_MAX_CONTROL
 
 
 def verdict_a2(s: Estimate, control: Estimate) -> str:
     """Reproduced: s >= 1 layer (whole CI) while the control's CI lies inside (-0.5, 0.5).
-    Not reproduced: s's CI lies below 1. Otherwise (or a control that moves): inconclusive."""
+    Not reproduced: s's CI lies below 1. Otherwise (or a control that moves, or an s that is not
+    decidable): inconclusive."""
+    if not s.decidable:
+        return INCONCLUSIVE
     if s.hi < A2_MIN_SHIFT:
         return NOT_REPRODUCED
     if s.lo >= A2_MIN_SHIFT and control_quiet(control):
@@ -336,6 +347,10 @@ def verdicts(stats: pd.DataFrame, models: pd.DataFrame, residuals: pd.DataFrame,
     if reasons:
         table.loc[findings_rows, "verdict"] = INCONCLUSIVE
         table.loc[findings_rows, "note"] = "; ".join(reasons)
+    if not control_quiet(control):   # A2 reads s against the control; A1 does not
+        a2 = table["claim"] == "A2"
+        table.loc[a2, "note"] = [f"{note}; " * bool(note) + "the control's s is not inside "
+                                 f"(-{A2_MAX_CONTROL}, {A2_MAX_CONTROL})" for note in table.loc[a2, "note"]]
     return table
 
 

@@ -339,7 +339,7 @@ def _row(claim: str, role: str, scope: str, kind: str, statistic: str, values: p
          threshold: float) -> dict:
     est = mean_ci(values)
     return {"claim": claim, "role": role, "scope": scope, "kind": kind, "statistic": statistic,
-            "value (95% CI over seeds)": f"{est.mean:+.3f} [{est.lo:+.3f}, {est.hi:+.3f}]",
+            "value (95% CI over seeds)": est.formatted("+.3f"),
             "threshold": f"> {threshold:+.2f}", "verdict": verdict_above(est, threshold)}
 
 
