@@ -1,9 +1,10 @@
 import json
+import os
 
 import numpy as np
 import pytest
 
-from transferlab.cache import atomic_write, cached_arrays, cached_json, read_json
+from transferlab.cache import atomic_write, cache_root, cached_arrays, cached_json, read_json
 
 
 def test_cached_json_computes_once(tmp_path):
@@ -55,6 +56,21 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(tmp_path / "r.json", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps(tmp_path):
+    # Workers of a shared cache (README: a cluster) must read what another user's worker wrote.
+    atomic_write(tmp_path / "r.json", lambda tmp: tmp.write_text("{}"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask   # mkstemp alone: 0o600
+
+
+def test_an_empty_cache_variable_means_the_default_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert cache_root() == tmp_path / ".cache" / "transferlab"
 
 
 def test_truncated_files_are_recomputed(tmp_path):

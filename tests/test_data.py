@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from transferlab.config import BUNDLED_TARGET_IMAGES
 from transferlab.data import ArrayDataset, source_dataset, target_splits
 from transferlab.data.digits import font_digits, mnist_sample, sklearn_digits, stratified_splits
 from transferlab.data.fonts import heldout_fonts, source_digit_fonts, source_fonts, usable_fonts
@@ -107,6 +108,11 @@ def test_mnist_sample() -> None:
     assert set(np.unique(ds.labels)) == set(range(10)) and ds.classes == tuple("0123456789")
     assert (ds.images[:, :2] == 0).all() and (ds.images[:, :, -2:] == 0).all()  # the 2-px padding
     assert ds.images.max() == 255
+
+
+def test_config_knows_the_size_of_each_bundled_target(digits_sk: ArrayDataset) -> None:
+    # The config refuses oversized splits from these counts before any data loads.
+    assert BUNDLED_TARGET_IMAGES == {"mnist": len(mnist_sample()), "sklearn-digits": len(digits_sk)}
 
 
 def test_sklearn_digits_centred_on_black(digits_sk: ArrayDataset) -> None:

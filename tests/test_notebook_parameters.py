@@ -7,20 +7,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHAPTER = ROOT / "notebooks" / "02_fe_vs_ft_epochs.ipynb"
+BAD_PROFILE = (["-p", "profile", "fast"],
+               "ParameterError: The 'profile' parameter must be one of ['ci', 'cpu', 'gpu', 'paper']. Got 'fast' instead.")
+# Every chapter with a bad profile; chapter 02 also with bad values of other kinds.
+CASES = [(chapter, *BAD_PROFILE) for chapter in CHAPTERS] + [
+    (CHAPTER, ["-p", "pretrain_epochs", "-1"], "ParameterError: The 'pretrain.train.epochs' parameter must be an int "
+                                               "in the range [1, 10000]. Got -1 instead."),
+    (CHAPTER, ["-p", "arch", "alexnet"], "ParameterError: The 'pretrain.model.arch' parameter must be one of"),
+]
 
 
-@pytest.mark.parametrize("params, message", [
-    (["-p", "profile", "fast"], "ParameterError: The 'profile' parameter must be one of ['ci', 'cpu', 'gpu', 'paper']. "
-                                "Got 'fast' instead."),
-    (["-p", "pretrain_epochs", "-1"], "ParameterError: The 'pretrain.train.epochs' parameter must be an int in the "
-                                      "range [1, 10000]. Got -1 instead."),
-    (["-p", "arch", "alexnet"], "ParameterError: The 'pretrain.model.arch' parameter must be one of"),
-])
-def test_bad_parameter_fails_fast_with_one_line(params, message, tmp_path, isolated_cache):
+@pytest.mark.parametrize("chapter, params, message", CASES, ids=[f"{c.stem[:2]} {' '.join(p[1:])}" for c, p, _ in CASES])
+def test_bad_parameter_fails_fast_with_one_line(chapter, params, message, tmp_path, isolated_cache):
     start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "papermill", str(CHAPTER), str(tmp_path / "out.ipynb"),
-                           "-k", "python3", "--cwd", str(CHAPTER.parent), *params],
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(chapter), str(tmp_path / "out.ipynb"),
+                           "-k", "python3", "--cwd", str(chapter.parent), *params],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert message in proc.stderr
@@ -29,7 +32,7 @@ def test_bad_parameter_fails_fast_with_one_line(params, message, tmp_path, isola
     assert time.time() - start < 120
 
 
-@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
 def test_papermill_infers_every_parameter(notebook):
     """`papermill --help-notebook` lists each parameter (a '=' inside a comment hides it silently)."""
     import nbformat

@@ -22,14 +22,25 @@ from .config import ParameterError
 
 
 def cache_root() -> Path:
-    """$TRANSFERLAB_CACHE, else ~/.cache/transferlab."""
-    root = Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
+    """$TRANSFERLAB_CACHE, else ~/.cache/transferlab (also when it is set but empty: an empty
+    value would otherwise make the current folder the cache)."""
+    root = Path(os.environ.get("TRANSFERLAB_CACHE") or Path.home() / ".cache" / "transferlab")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ParameterError(f"The 'TRANSFERLAB_CACHE' environment variable must name a folder that can be "
                              f"created. Got {str(root)!r} instead ({err.strerror}).") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ParameterError(f"The 'TRANSFERLAB_CACHE' environment variable must name a folder this user can "
+                             f"write to. Got {str(root)!r} instead.")
     return root
+
+
+# The mode open() gives a new file: 0o666 less the umask. mkstemp's 0o600 would keep the other users
+# of a shared cache (README: a cluster's workers) from reading what one of them computed.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -40,6 +51,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

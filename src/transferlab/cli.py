@@ -19,9 +19,23 @@ def _parse_param(text: str) -> tuple[str, object]:
         raise ParameterError(f"Parameters are given as key=value. Got {text!r} instead.")
     key, value = text.split("=", 1)
     try:
-        return key, ast.literal_eval(value)
+        parsed = ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key, value
+    if parsed is None:   # None means "keep the profile's value" to the configs (papermill's unset parameter)
+        raise ParameterError(f"The '{key}' parameter needs a value; leave it out to keep the profile's. "
+                             f"Got {text!r} instead.")
+    return key, parsed
+
+
+def _unique(pairs: list[tuple[str, Any]], option: str) -> dict[str, Any]:
+    """The pairs as a dict; a key given twice is an error (the later value would silently win)."""
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ParameterError(f"The '{option}' option must give each parameter once. Got {twice[0]!r} "
+                             f"{keys.count(twice[0])} times instead.")
+    return dict(pairs)
 
 
 def _finding(name: str):
@@ -32,7 +46,7 @@ def _user_params(args: argparse.Namespace) -> dict[str, Any]:
     """The -p parameters, after the finding and profile names (checked first: no heavy imports yet)."""
     check_finding(args.finding)
     check_profile(args.profile)
-    return dict(_parse_param(p) for p in args.param)
+    return _unique([_parse_param(p) for p in args.param], "-p")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -110,9 +124,19 @@ def sweep(finding_name: str, profile: str, tasks: list[dict[str, Any]], grid_key
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     base = _user_params(args)
-    grid = dict(_parse_grid(g) for g in args.grid)
+    grid = _unique([_parse_grid(g) for g in args.grid], "--grid")
     if not grid:
         raise ParameterError("The '--grid' option must be given at least once (key=v1,v2,...). Got none instead.")
+    if both := sorted(set(base) & set(grid)):
+        raise ParameterError(f"The '{both[0]}' parameter must be given by '-p' or by '--grid', not both. "
+                             f"Got -p {both[0]}={base[both[0]]!r} and --grid {both[0]}={grid[both[0]]!r} instead.")
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"The '--workers' option must be an int >= 1. Got {args.workers} instead.")
+    if args.workers is not None and args.backend == "local":
+        raise ParameterError("The '--workers' option needs '--backend ray' or '--backend submitit' (the local "
+                             "backend runs one task after another). Got '--backend local' instead.")
+    if args.address is not None and args.backend != "ray":
+        raise ParameterError(f"The '--address' option needs '--backend ray'. Got '--backend {args.backend}' instead.")
     engine = {"address": args.address, "workers": args.workers} if args.backend == "ray" else \
         {"workers": args.workers} if args.backend == "submitit" else {}
     table = sweep(args.finding, args.profile, grid_tasks(base, grid), list(grid), backend=args.backend, **engine)

@@ -54,7 +54,9 @@ class Choice:
     also: str = ""   # other accepted forms, for the message (e.g. " or 'timm:<model name>'")
 
     def __call__(self, name: str, value: Any) -> Any:
-        if value not in self.options:
+        # The type must match too: 1 == True, yet `augment=1` would hash to a config of its own and
+        # train a second copy of the same pretraining run.
+        if not any(type(value) is type(option) and value == option for option in self.options):
             raise ParameterError(f"The '{name}' parameter must be one of {list(self.options)}{self.also}. "
                                  f"Got {value!r} instead.")
         return value
@@ -212,6 +214,20 @@ class TargetConfig:
     split_seed: int = param(0, Int(0, 2**31 - 1))
 
 
+# Images in the bundled fixed targets (data/digits.py); rendered targets draw as many as asked, and
+# the real data sets' files are counted when they load.
+BUNDLED_TARGET_IMAGES = {"mnist": 5_000, "sklearn-digits": 1_797}
+
+
+def check_target_size(target: TargetConfig, prefix: str = "") -> None:
+    """Refuse splits that together ask a bundled target for more images than it has, before any compute."""
+    available, asked = BUNDLED_TARGET_IMAGES.get(target.name), target.train + target.val + target.test
+    if available is not None and asked > available:
+        raise ParameterError(f"The '{prefix}train', '{prefix}val' and '{prefix}test' parameters must ask for at most "
+                             f"{available} images together (the {target.name!r} target has {available}). Got "
+                             f"{target.train} + {target.val} + {target.test} = {asked} instead.")
+
+
 # ---------------------------------------------------------------- validation, overrides, hashing
 def validate(cfg: Any, prefix: str = "") -> Any:
     """Check every field (recursively) and return the config with normalised values."""
@@ -222,7 +238,10 @@ def validate(cfg: Any, prefix: str = "") -> Any:
             changes[f.name] = validate(value, f"{prefix}{f.name}.")
         elif "check" in f.metadata:
             changes[f.name] = f.metadata["check"](f"{prefix}{f.name}", value)
-    return dataclasses.replace(cfg, **changes)
+    cfg = dataclasses.replace(cfg, **changes)
+    if isinstance(cfg, TargetConfig):
+        check_target_size(cfg, prefix)
+    return cfg
 
 
 def field_paths(cfg: Any, prefix: str = "") -> list[str]:
