@@ -51,6 +51,10 @@ def test_b1_on_hand_made_curves():
     borderline = _table(peaked, [[0.80, 0.90, 0.86], [0.80, 0.90, 0.88], [0.80, 0.90, 0.84]])
     row = fe_vs_ft.verdict_b1(borderline)[0]
     assert row["value (95% CI over seeds)"] == "0.040 [-0.010, 0.090]" and row["verdict"] == INCONCLUSIVE
+    # Gaps -0.10, -0.05, 0.00: the CI [-0.174, 0.074] lies wholly below max(1 pp, 2 SD) = 0.100.
+    worse = _table(peaked, [[0.80, 0.80, 0.90], [0.80, 0.85, 0.90], [0.80, 0.90, 0.90]])
+    row = fe_vs_ft.verdict_b1(worse)[0]
+    assert row["value (95% CI over seeds)"] == "-0.050 [-0.174, 0.074]" and row["verdict"] == NOT_REPRODUCED
 
 
 def test_b2_and_b3_on_hand_made_curves():
