@@ -46,3 +46,17 @@ def test_hash_is_stable_and_sensitive():
 
 def test_none_means_profile_value():
     assert fe_vs_ft.config("ci", seeds=None, device="cpu") == fe_vs_ft.config("ci", device="cpu")
+
+
+def test_an_unknown_name_lists_what_the_user_may_give():
+    from transferlab.findings import cross
+
+    with pytest.raises(ParameterError) as err:
+        fe_vs_ft.config("ci", target_tran=100)
+    assert "Did you mean 'target_train'?" in str(err.value) and "'ft_epochs'" in str(err.value)
+    with pytest.raises(ParameterError) as err:
+        cross.config("ci", x=1)
+    message = str(err.value)
+    # cross takes pretraining settings once, for all four findings; the per-finding names it refuses are not offered
+    assert "'pretrain.<name>'" in message and "'pretrain_epochs'" in message and "'stir_images'" in message
+    assert ".pretrain." not in message and "'fe_vs_ft.ft_lrs'" in message

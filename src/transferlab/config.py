@@ -256,16 +256,20 @@ def field_paths(cfg: Any, prefix: str = "") -> list[str]:
     return paths
 
 
-def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
-    """Replace dotted-path fields; an unknown name is an error listing the allowed ones."""
+def apply_overrides(cfg: Any, overrides: dict[str, Any], short_names: tuple[str, ...] = (),
+                    unlisted: str | None = None) -> Any:
+    """Replace dotted-path fields; an unknown name is an error listing the names a user may give:
+    `short_names` first, then the dotted ones, less those containing `unlisted` (names the caller
+    refuses with a message of its own)."""
     allowed = field_paths(cfg)
     for key, value in overrides.items():
         if value is None:
             continue
         if key not in allowed:
-            close = [p for p in allowed if p.endswith(f".{key}")] or difflib.get_close_matches(key, allowed, n=1)
+            listed = [*short_names, *(p for p in allowed if not (unlisted and unlisted in p))]
+            close = [p for p in listed if p.endswith(f".{key}")] or difflib.get_close_matches(key, listed, n=1)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ParameterError(f"Unknown parameter {key!r}.{hint} Allowed parameters: {allowed}.")
+            raise ParameterError(f"Unknown parameter {key!r}.{hint} Allowed parameters: {listed}.")
         cfg = _replace_path(cfg, key.split("."), value)
     return cfg
 
@@ -330,10 +334,13 @@ COMMON_ALIASES = {"pretrain_epochs": "pretrain.train.epochs", "source": "pretrai
 
 
 def resolve_config(default: Any, profiles: dict[str, dict[str, Any]], profile: str, params: dict[str, Any],
-                   finding: str, aliases: dict[str, str] = COMMON_ALIASES) -> Any:
+                   finding: str, aliases: dict[str, str] = COMMON_ALIASES, short_names: tuple[str, ...] = (),
+                   unlisted: str | None = None) -> Any:
     """A finding's config: its profile's overrides, then the user's parameters (None = keep), validated.
 
-    Parameters use dotted names ('pretrain.train.epochs') or the short names in `aliases`.
+    Parameters use dotted names ('pretrain.train.epochs') or the short names in `aliases`; an unknown
+    one is an error listing those, `short_names` (ones the caller handles itself) and the dotted names
+    not containing `unlisted`.
     A config with a `device` field gets it resolved ('auto' -> cuda or cpu). The training loop's
     environment variables (TRANSFERLAB_COMPILE, TRANSFERLAB_CPU_FAST) are checked here too.
     """
@@ -350,7 +357,8 @@ def resolve_config(default: Any, profiles: dict[str, dict[str, Any]], profile: s
     if needs:   # a profile that downloads says all it lacks at once; a parameter's check names the parameter
         raise ParameterError(f"The 'profile' parameter {profile!r} needs {'; '.join(needs)} (or {ONLINE_ENV}=1 to "
                              f"download them).")
-    cfg = validate(apply_overrides(apply_overrides(default, profiles[profile]), params))
+    cfg = validate(apply_overrides(apply_overrides(default, profiles[profile]), params,
+                                   (*short_names, *aliases), unlisted))
     if any(f.name == "device" for f in dataclasses.fields(cfg)):
         cfg = dataclasses.replace(cfg, device=check_device(cfg.device))
     return cfg

@@ -86,6 +86,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 # Short papermill/CLI names of the cross analysis' own parameters.
 ALIASES = {"stir_images": "invariance.images", "stir_steps": "invariance.steps"}
+# config()'s own parameters, which reach every finding's config (listed when a name is unknown).
+ZOO_PARAMETERS = ("pretrain_epochs", "source_size", "width", "depth", "checkpoint_epochs")
 
 
 def config(profile: str = "cpu", seeds: int | None = None, pretrain_epochs: int | None = None,
@@ -106,7 +108,8 @@ def config(profile: str = "cpu", seeds: int | None = None, pretrain_epochs: int 
                            finetune=reuse.finetune, device=fe.device)
     default = CrossConfig(fe_vs_ft=fe, feature_reuse=reuse, lpft_ood=lpft, invariance=inv, seeds=fe.seeds,
                           device=device)
-    cfg = resolve_config(default, PROFILES, profile, params, finding="the cross-findings chapter", aliases=ALIASES)
+    cfg = resolve_config(default, PROFILES, profile, params, finding="the cross-findings chapter", aliases=ALIASES,
+                         short_names=(*ZOO_PARAMETERS, "pretrain.<name>"), unlisted=".pretrain.")
     check_one_zoo(cfg, fe.pretrain)
     if cfg.invariance.images > reuse.target.test:
         raise ParameterError(f"The 'stir_images' parameter must be at most target.test ({reuse.target.test}): the "
