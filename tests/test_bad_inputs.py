@@ -153,6 +153,8 @@ CLI_CASES = [
      "The '--workers' option needs '--backend ray' or '--backend submitit'"),
     (["sweep", "fe_vs_ft", "--profile", "ci", "--grid", "seeds=1", "--backend", "submitit", "--address", "h:1"], {},
      "The '--address' option needs '--backend ray'"),
+    (["summary", "--profile", "bogus"], {}, "The 'profile' parameter must be one of"),
+    (["summary", "--output", "/"], {}, "The '--output' option must name a Markdown file, not a folder"),
     (["frobnicate"], {}, "invalid choice: 'frobnicate'"),
     ([], {}, "the following arguments are required: command"),
     (["zoo", "delete"], {}, "invalid choice: 'delete'"),

@@ -7,6 +7,7 @@ import importlib
 import itertools
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .config import ParameterError, check_profile
@@ -189,6 +190,10 @@ def _finding_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_summary(args: argparse.Namespace) -> int:
     from .summary import write_summary
 
+    check_profile(args.profile)
+    if Path(args.output).is_dir():
+        raise ParameterError(f"The '--output' option must name a Markdown file, not a folder. Got {args.output!r} "
+                             "instead.")
     table = write_summary(args.profile, args.output)
     print(f"{len(table)} claim statistic(s) of {table['chapter'].nunique() if len(table) else 0} chapter(s) "
           f"-> {args.output}")
