@@ -27,5 +27,5 @@ def seeds_to_compute(seeds: int, only_seed: int | None) -> range:
         return range(seeds)
     if isinstance(only_seed, bool) or not isinstance(only_seed, int) or not 0 <= only_seed < seeds:
         raise ParameterError(f"The 'seed' parameter must be an integer from 0 to {seeds - 1} (this config has "
-                             f"{seeds} seeds). Got {only_seed!r} instead.")
+                             f"{seeds} seed{'s' * (seeds != 1)}). Got {only_seed!r} instead.")
     return range(only_seed, only_seed + 1)
