@@ -103,3 +103,21 @@ def test_c4_statistic_excludes_the_head():
 def test_flattening_epoch():
     table = pd.DataFrame({"pretrain_epoch": [0.5, 1, 2, 4, 8], "test_acc": [0.80, 0.90, 0.945, 0.95, 0.952]})
     assert fr.flattening_epoch(table) == 2.0
+
+
+def test_an_untrained_random_init_baseline_makes_c1_to_c3_inconclusive():
+    from types import SimpleNamespace
+
+    gaps = _gaps({32: 0.2, 16: 0.15, 8: 0.1, 4: 0.06, 2: 0.04, 1: 0.02}, noise=0.001)
+    results = SimpleNamespace(gaps=gaps, runs=pd.DataFrame({"early_step": [15.0]}),
+                              barriers=_barriers([0.001, 0.002, 0.0], [0.2, 0.25, 0.22]),
+                              criticality=_criticality(0.0, 0.2), source=pd.DataFrame({"source_acc": [0.9] * 3}))
+    trained = fr.verdicts(results, None).set_index("statistic")
+    assert set(trained["verdict"]) == {REPRODUCED} and "note" not in trained
+    # One RI-T seed at chance (10%) on unshuffled images: every comparison with RI-T rests on it.
+    gaps.loc[(gaps["seed"] == 0) & (gaps["block"] == 32), "acc_rit"] = 0.1
+    failed = fr.verdicts(results, None)
+    against_rit = failed["claim"].isin(["C1", "C2", "C3"])
+    assert set(failed.loc[against_rit, "verdict"]) == {INCONCLUSIVE}
+    assert failed.loc[against_rit, "note"].str.contains("the random-init baseline did not train").all()
+    assert list(failed.loc[~against_rit, "verdict"]) == [REPRODUCED] and list(failed.loc[~against_rit, "note"]) == [""]
