@@ -94,6 +94,12 @@ def _table(seeds: int = 3, final_source: float = 0.95, sanity: float = 0.5) -> p
     return pd.DataFrame(rows)
 
 
+def test_format_rho():
+    assert cross.format_rho(0.8, 0.44, 0.95) == "+0.80 [+0.44, +0.95]"
+    assert cross.format_rho(-0.4, float("nan"), float("nan")) == "-0.40 (no CI)"
+    assert cross.format_rho(float("nan"), float("nan"), float("nan")) == "undefined"   # was '+nan (no CI)'
+
+
 def test_verdicts_follow_the_preregistered_relations():
     table = _table()
     out = cross.verdicts(table, cross.correlation_table(table, 500))

@@ -418,7 +418,10 @@ def verdicts(table: pd.DataFrame, correlations: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- text from the numbers
 def format_rho(rho: float, lo: float, hi: float) -> str:
-    """'+0.80 [+0.44, +0.95]', or '-0.40 (no CI)' where the interval is undefined."""
+    """'+0.80 [+0.44, +0.95]', '-0.40 (no CI)' where the interval is undefined, or 'undefined' where
+    rho is (the epoch within one checkpoint, say, is constant)."""
+    if not np.isfinite(rho):
+        return "undefined"
     return f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]" if np.isfinite(lo) else f"{rho:+.2f} (no CI)"
 
 
