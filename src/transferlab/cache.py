@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import time
 import zipfile
 from contextlib import contextmanager
@@ -36,22 +36,26 @@ def cache_root() -> Path:
     return root
 
 
-# The mode open() gives a new file: 0o666 less the umask. mkstemp's 0o600 would keep the other users
-# of a shared cache (README: a cluster's workers) from reading what one of them computed.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+def _new_temp_file(path: Path) -> Path:
+    """A new, empty file with a unique name beside `path`, created as open() creates one (0o666 less
+    the umask): mkstemp's 0o600 would keep the other users of a shared cache (README: a cluster's
+    workers) from reading what one of them computed."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` and rename the result to `path` only if it succeeded."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _new_temp_file(path)
     try:
-        write(Path(tmp))
-        os.chmod(tmp, FILE_MODE)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
