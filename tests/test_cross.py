@@ -137,7 +137,7 @@ def test_ci_run_end_to_end_reuses_the_chapters_units(isolated_cache):
     data, final = cross.load_data(cfg), table[table["checkpoint"] == "ep2"].iloc[0]
     from transferlab.zoo import pretrain
     zoo_run = pretrain(cfg.fe_vs_ft.pretrain, int(final["seed"]), "cpu")
-    pts = [feature_reuse.finetune_unit(cfg.feature_reuse, zoo_run, data.reuse, "pt", 32, r, "ep2") for r in (0, 1)]
+    pts, _ = feature_reuse.tuned_units(cfg.feature_reuse, zoo_run, data.reuse, "pt", 32, replicas=2, checkpoint="ep2")
     again = cross.path_barrier(cfg, zoo_run, data.reuse, "ep2", pts)
     assert again["barrier"] == pytest.approx(final["barrier"], abs=1e-6)
 

@@ -121,3 +121,35 @@ def test_an_untrained_random_init_baseline_makes_c1_to_c3_inconclusive():
     assert set(failed.loc[against_rit, "verdict"]) == {INCONCLUSIVE}
     assert failed.loc[against_rit, "note"].str.contains("the random-init baseline did not train").all()
     assert list(failed.loc[~against_rit, "verdict"]) == [REPRODUCED] and list(failed.loc[~against_rit, "note"]) == [""]
+
+
+def test_each_run_takes_the_lr_best_on_validation_and_its_replica_the_same(monkeypatch):
+    from types import SimpleNamespace
+
+    val_by_lr = {0.03: 0.80, 0.1: 0.90, 0.3: 0.90}    # a tie between 0.1 and 0.3: the earlier in the grid wins
+    calls = []
+
+    def fake_unit(cfg, zoo_run, data, init, block, replica, checkpoint, lr):
+        calls.append((init, block, replica, checkpoint, lr))
+        return {"init": init, "block": block, "replica": replica, "checkpoint": checkpoint or "ep4", "lr": lr,
+                "val_acc": val_by_lr[lr] - 0.01 * replica, "test_acc": 0.5}
+
+    monkeypatch.setattr(fr, "finetune_unit", fake_unit)
+    cfg = fr.config("ci", device="cpu", pt_lrs=(0.03, 0.1, 0.3), rit_lrs=(0.3,))
+    zoo_run = SimpleNamespace(seed=0)
+    chosen, searched = fr.tuned_units(cfg, zoo_run, None, "pt", 8, replicas=2)
+    assert [u["lr"] for u in searched] == [0.03, 0.1, 0.3] and [u["replica"] for u in searched] == [0, 0, 0]
+    assert [(u["replica"], u["lr"]) for u in chosen] == [(0, 0.1), (1, 0.1)]
+    assert calls[-1] == ("pt", 8, 1, "ep4", 0.1)          # the replica from the same checkpoint
+    (rit,), searched = fr.tuned_units(cfg, zoo_run, None, "ri", 32)
+    assert rit["lr"] == 0.3 and len(searched) == 1       # RI-T's own grid
+    (early,), _ = fr.tuned_units(cfg, zoo_run, None, "pt", 32, checkpoint="ep1")
+    assert early["checkpoint"] == "ep1" and calls[-1][3] == "ep1"
+
+
+def test_lr_grids_are_parameters_with_one_line_errors():
+    assert fr.config("gpu", device="cpu").rit_lrs == (0.01, 0.03, 0.1)
+    with pytest.raises(ParameterError, match="'rit_lrs'"):
+        fr.config("ci", device="cpu", rit_lrs=())
+    with pytest.raises(ParameterError, match="Did you mean 'pt_lrs'"):
+        fr.config("ci", device="cpu", pt_lr=0.1)

@@ -21,6 +21,18 @@ def verdict_table(verdicts: pd.DataFrame):
             .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, 'white')}", subset=["verdict"]))
 
 
+def grid_edges(chosen, grid, runs: str = "runs", subject: str = "The chosen learning rate") -> str:
+    """One sentence: how often the value picked on validation sat at the low or high end of its grid,
+    where a wider grid might have done better (LESSONS: extend grids until the winner is interior)."""
+    chosen = pd.Series(chosen, dtype=float).dropna()
+    grid = sorted(grid)
+    low, high = int((chosen == grid[0]).sum()), int((chosen == grid[-1]).sum())
+    if len(grid) == 1:
+        return f"{subject} is fixed in all {len(chosen)} {runs}: its grid has one value, {grid[0]:g}."
+    return (f"{subject} is at an edge of its grid [{', '.join(f'{v:g}' for v in grid)}] in {low + high} of "
+            f"{len(chosen)} {runs} ({low} at the lowest, {high} at the highest).")
+
+
 def one_line_parameter_errors() -> None:
     """In IPython/papermill, show a ParameterError as its one-line message instead of a traceback.
 

@@ -5,9 +5,9 @@ run (seed) of the shared ResNet zoo and each of its checkpoints (chapter 03's wh
 epochs plus the final one), each statistic comes from its finding's own code and cache:
 
 - 02: FE and FT accuracy (`fe_vs_ft.measure_checkpoint`, the units chapter 02 caches);
-- 03: P-T minus RI-T accuracy on the unshuffled target (`feature_reuse.finetune_unit`, the
-  checkpoint runs chapter 03 caches) and the P-T/P-T error barrier (chapter 03's analysis for the
-  final checkpoint, a second P-T run and the same path for earlier ones);
+- 03: P-T minus RI-T accuracy on the unshuffled target (`feature_reuse.tuned_units`, the runs
+  chapter 03 caches, each at the lr of its grid best on validation) and the P-T/P-T error barrier
+  (chapter 03's analysis for the final checkpoint, a second P-T run and the same path for earlier ones);
 - 04: LP - FT and LP-FT - FT accuracy averaged over the covered shifts
   (`lpft_ood.measure_seed` from that checkpoint of the shared zoo);
 - 01: the compression statistic s and shallow retention of STIR(ft | pt), pt the checkpoint and
@@ -79,9 +79,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"lpft_ood.ft_lrs": (0.1, 0.3), "lpft_ood.lpft_lrs": (1e-4, 3e-4), "invariance.images": 64,
             "invariance.steps": 150},
     # One GPU: more images and steps for STIR; for FT and LP-FT from each of the 7 checkpoints, 3-point
-    # grids around the cpu profile's winners and 5 epochs (chapter 04's 4-point grids and 10 epochs
-    # were an estimated 3.5 min of the study's 10-minute budget).
-    "gpu": {"lpft_ood.ft_lrs": (0.03, 0.1, 0.3), "lpft_ood.lpft_lrs": (1e-4, 3e-4, 1e-3),
+    # grids and 5 epochs (chapter 04's 4-point grids and 10 epochs were an estimated 3.5 min of the study's
+    # 10-minute budget), centred on what the first gpu run picked for the same ResNet-20: FT 0.03, the bottom
+    # of chapter 02's [0.03, 0.1, 0.3] in 45 of 45 runs; LP-FT 1e-3, the top of chapter 04's grid in 5 of 5.
+    "gpu": {"lpft_ood.ft_lrs": (0.01, 0.03, 0.1), "lpft_ood.lpft_lrs": (3e-4, 1e-3, 3e-3),
             "lpft_ood.finetune.epochs": 5, "invariance.images": 256, "invariance.steps": 400, "bootstrap": 5_000},
 }
 # Short papermill/CLI names of the cross analysis' own parameters.
@@ -191,10 +192,8 @@ def measure_checkpoint(cfg: CrossConfig, zoo_run: ZooRun, meta: dict, data: Data
     """Every statistic of one checkpoint."""
     name, seed, reuse = meta["name"], zoo_run.seed, cfg.feature_reuse
     fe = fe_vs_ft.measure_checkpoint(cfg.fe_vs_ft, zoo_run, meta, data.fe_vs_ft)
-    pt_runs = [feature_reuse.finetune_unit(reuse, zoo_run, data.reuse, "pt", IMAGE_SIZE, 0, name, lr)
-               for lr in reuse.checkpoint_lrs]
-    best_pt = max(pt_runs, key=lambda u: u["val_acc"])   # picked on validation, as chapter 03 does
-    rit = feature_reuse.finetune_unit(reuse, zoo_run, data.reuse, "ri", IMAGE_SIZE)
+    (best_pt,), _ = feature_reuse.tuned_units(reuse, zoo_run, data.reuse, "pt", IMAGE_SIZE, checkpoint=name)
+    (rit,), _ = feature_reuse.tuned_units(reuse, zoo_run, data.reuse, "ri", IMAGE_SIZE)
     barrier = barrier_unit(cfg, zoo_run, data.reuse, name)
     lpft = lpft_ood.measure_seed(cfg.lpft_ood, zoo_run, data.lpft, data.ood, name)
     stir = stir_unit(cfg, zoo_run, data.reuse, name, progress)
@@ -219,9 +218,9 @@ def barrier_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str)
     """Error barrier on the straight line between two P-T runs (fine-tuning seeds) from checkpoint
     `name`, as in chapter 03: its cached analysis for the final checkpoint, the same path otherwise."""
     reuse = cfg.feature_reuse
-    pts = [feature_reuse.finetune_unit(reuse, zoo_run, data, "pt", IMAGE_SIZE, r, name) for r in (0, 1)]
+    pts, _ = feature_reuse.tuned_units(reuse, zoo_run, data, "pt", IMAGE_SIZE, replicas=2, checkpoint=name)
     if name == zoo_run.checkpoints()[-1]["name"] and IMAGE_SIZE in reuse.analysis_blocks:
-        rits = [feature_reuse.finetune_unit(reuse, zoo_run, data, "ri", IMAGE_SIZE, r) for r in (0, 1)]
+        rits, _ = feature_reuse.tuned_units(reuse, zoo_run, data, "ri", IMAGE_SIZE, replicas=2)
         units = {("pt", r): u for r, u in enumerate(pts)} | {("ri", r): u for r, u in enumerate(rits)}
         analysis = feature_reuse.analyse_block(reuse, zoo_run, data, IMAGE_SIZE, units)
         return {"barrier": analysis["paths"]["P-T/P-T"]["barrier"]}
@@ -234,7 +233,7 @@ def path_barrier(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str,
     reuse = cfg.feature_reuse
     parts = {"train": feature_reuse.train_key(reuse), "eval_images": reuse.eval_images,
              "bn_batches": reuse.bn_batches, "interp_points": reuse.interp_points}
-    path = _cross_dir("barrier", parts) / f"{name}-seed{zoo_run.seed}.json"
+    path = _cross_dir("barrier", parts) / f"{name}-seed{zoo_run.seed}-lr{pts[0]['lr']:g}.json"
 
     def compute() -> dict:
         with stopwatch() as timer:
@@ -259,7 +258,7 @@ def stir_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, pr
     ResNet's stem and blocks: s and shallow retention of R = STIR(ft | pt), the sanity gap of
     S = STIR(pt | pt), the noise floor of ft's readout and the worst layer's inversion residual (cached)."""
     reuse, inv, seed = cfg.feature_reuse, cfg.invariance, zoo_run.seed
-    ft_run = feature_reuse.finetune_unit(reuse, zoo_run, data, "pt", IMAGE_SIZE, 0, name)
+    (ft_run,), _ = feature_reuse.tuned_units(reuse, zoo_run, data, "pt", IMAGE_SIZE, checkpoint=name)
     folder = _cross_dir("stir", {"train": feature_reuse.train_key(reuse),
                                  **{k: to_dict(inv)[k] for k in STIR_FIELDS}})
 
@@ -284,7 +283,7 @@ def stir_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, pr
                 "sanity_gap": invariance.sanity_gap(sanity, last)[1],
                 "residual": float(inverted.residual().max()), "seconds": timer["seconds"]}
 
-    return cached_json(folder / f"{name}-seed{seed}.json", compute)
+    return cached_json(folder / f"{name}-seed{seed}-lr{ft_run['lr']:g}.json", compute)
 
 
 # ---------------------------------------------------------------- tables
