@@ -153,3 +153,10 @@ def test_lr_grids_are_parameters_with_one_line_errors():
         fr.config("ci", device="cpu", rit_lrs=())
     with pytest.raises(ParameterError, match="Did you mean 'pt_lrs'"):
         fr.config("ci", device="cpu", pt_lr=0.1)
+
+
+def test_c1_interval_stays_within_a_correlation_range():
+    # Per-seed Spearman rhos 1, 1, -1: the t-interval (mean 0.333, half-width 2.868) would run past +-1.
+    rows = [{"seed": s, "block": b, "rel_gap": (b if s < 2 else -b) / 100} for s in range(3) for b in (32, 8, 1)]
+    c1 = fr.verdict_c1(pd.DataFrame(rows))[0]
+    assert c1["value (95% CI over seeds)"] == "0.333 [-1.000, 1.000]" and c1["verdict"] == INCONCLUSIVE

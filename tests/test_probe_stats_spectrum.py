@@ -4,7 +4,8 @@ import pytest
 from transferlab.metrics.spectrum import (main_part_size, normalised_similarity, project, spectrum,
                                           subspace_similarity)
 from transferlab.probe import fit_linear_probe
-from transferlab.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above, verdict_below
+from transferlab.stats import (CORRELATION_RANGE, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above,
+                              verdict_below)
 
 
 def test_probe_separates_a_linearly_separable_toy():
@@ -22,6 +23,16 @@ def test_mean_ci_matches_hand_computation():
     # mean 2, sd 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.4841
     assert est.mean == 2.0 and est.sd == 1.0
     assert est.hi - est.mean == pytest.approx(2.4841, abs=1e-4)
+
+
+def test_bounds_cut_the_interval_to_the_statistic_range():
+    # Spearman rhos 1, 1, -0.2: mean 0.6, sd 0.6928, half-width 4.3027 * 0.6928 / sqrt(3) = 1.7211.
+    rhos = [1.0, 1.0, -0.2]
+    free, cut = mean_ci(rhos), mean_ci(rhos, bounds=CORRELATION_RANGE)
+    assert (free.lo, free.hi) == pytest.approx((0.6 - 1.7211, 0.6 + 1.7211), abs=1e-4)
+    assert (cut.mean, cut.lo, cut.hi, cut.sd) == (free.mean, -1.0, 1.0, free.sd)
+    inside = mean_ci([0.5, 0.6, 0.7], bounds=CORRELATION_RANGE)   # an interval inside the range is left alone
+    assert (inside.lo, inside.hi) == (mean_ci([0.5, 0.6, 0.7]).lo, mean_ci([0.5, 0.6, 0.7]).hi)
 
 
 def test_verdict_is_three_way():

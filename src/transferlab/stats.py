@@ -7,6 +7,7 @@ import numpy as np
 from scipy import stats as st
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+CORRELATION_RANGE = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,11 @@ class Estimate:
         return text
 
 
-def mean_ci(values, confidence: float = 0.95) -> Estimate:
+def mean_ci(values, confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> Estimate:
     """Mean and two-sided t confidence interval over seeds (degenerate with one seed); NaN or
-    infinite values are left out and counted as `undefined`."""
+    infinite values are left out and counted as `undefined`. `bounds`, the statistic's possible
+    range (a Spearman's [-1, 1]), cuts the interval to it: a t-interval from three seeds can run
+    past it, and the true value cannot."""
     v = np.asarray(values, dtype=float)
     finite = np.isfinite(v)
     v, undefined = v[finite], int((~finite).sum())
@@ -50,7 +53,10 @@ def mean_ci(values, confidence: float = 0.95) -> Estimate:
         return Estimate(mean, float("-inf"), float("inf"), float("nan"), 1, undefined)
     sd = float(v.std(ddof=1))
     half = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
-    return Estimate(mean, mean - half, mean + half, sd, n, undefined)
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return Estimate(mean, lo, hi, sd, n, undefined)
 
 
 def verdict_above(estimate: Estimate, threshold: float) -> str:

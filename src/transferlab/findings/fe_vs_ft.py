@@ -27,7 +27,7 @@ from ..metrics.spectrum import normalised_similarity, project, spectrum
 from ..probe import fit_linear_probe
 from ..profiles import pretrain_overrides
 from ..provenance import compute_origin, results_provenance, stopwatch
-from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
+from ..stats import CORRELATION_RANGE, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..stats import verdict_row as _row
 from ..train import accuracy, extract_features, train
 from ..zoo import ZooRun, check_pretrain, pretrain
@@ -261,7 +261,8 @@ def verdict_b2(trained: pd.DataFrame) -> list[dict]:
     """B2: FT accuracy rises with source accuracy (rho > 0.5), FE accuracy less so."""
     rho_ft = np.array(_spearman_per_seed(trained, "ft_acc"))
     rho_fe = np.array(_spearman_per_seed(trained, "fe_acc"))
-    ft_est, diff_est = mean_ci(rho_ft), mean_ci(rho_ft - rho_fe)
+    ft_est = mean_ci(rho_ft, bounds=CORRELATION_RANGE)
+    diff_est = mean_ci(rho_ft - rho_fe, bounds=(-2.0, 2.0))   # a difference of two correlations
     v_ft, v_diff = verdict_above(ft_est, 0.5), verdict_above(diff_est, 0.0)
     return [_row("B2", "Spearman(source acc, FT acc) over checkpoints", ft_est, "> 0.5", v_ft),
             _row("B2", "Spearman(source, FT) - Spearman(source, FE)", diff_est, "> 0", v_diff)]

@@ -34,7 +34,7 @@ from ..metrics.landscape import criticality_map, error_at, error_along_path, los
 from ..models import create_model
 from ..profiles import pretrain_overrides
 from ..provenance import compute_origin, results_provenance, stopwatch
-from ..stats import INCONCLUSIVE, mean_ci, verdict_above, verdict_below
+from ..stats import CORRELATION_RANGE, INCONCLUSIVE, mean_ci, verdict_above, verdict_below
 from ..stats import verdict_row as _row
 from ..train import accuracy, channels_last, early_checkpoint_steps, load_weights, predict, train
 from ..zoo import ZooRun, check_pretrain, pretrain
@@ -548,7 +548,7 @@ MIN_RIT_ACC = 0.5
 
 def verdict_c1(gaps: pd.DataFrame) -> list[dict]:
     rho = [spearmanr(g["block"], g["rel_gap"]).statistic for _, g in gaps.groupby("seed")]
-    est = mean_ci(rho)
+    est = mean_ci(rho, bounds=CORRELATION_RANGE)
     return [_row("C1", "Spearman(block size b, relative gap (A_PT - A_RIT) / A_PT) over b, per seed", est,
                  f">= {C1_MIN_SPEARMAN}", verdict_above(est, C1_MIN_SPEARMAN))]
 
