@@ -1,4 +1,6 @@
 """Linear CKA: full batch (Kornblith et al. 2019) and minibatch unbiased HSIC (Nguyen et al. 2021)."""
+import itertools
+
 import pytest
 import torch
 
@@ -12,10 +14,37 @@ def _data(n=1200, d=24, seed=0):
     return x, y, g
 
 
+def _hsic_by_definition(k: torch.Tensor, l: torch.Tensor) -> float:
+    """Song et al. (2012)'s U-statistic written out: the mean over ordered 4-tuples of distinct
+    examples (t, u, v, w) of k_tu l_tu + k_tu l_vw - 2 k_tu l_tv."""
+    terms = [k[t, u] * l[t, u] + k[t, u] * l[v, w] - 2 * k[t, u] * l[t, v]
+             for t, u, v, w in itertools.permutations(range(len(k)), 4)]
+    return float(sum(terms) / len(terms))
+
+
+def test_unbiased_hsic_matches_its_definition():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    k, l = x @ x.T, (x[:, :2] + y) @ (x[:, :2] + y).T
+    assert unbiased_hsic(k[None], l[None])[0, 0].item() == pytest.approx(_hsic_by_definition(k, l), rel=1e-9)
+    expected = _hsic_by_definition(k, l) / (_hsic_by_definition(k, k) * _hsic_by_definition(l, l)) ** 0.5
+    assert linear_cka(x, x[:, :2] + y, debiased=True) == pytest.approx(expected, rel=1e-9)
+
+
+def test_biased_cka_of_one_feature_is_the_squared_correlation():
+    # x = 1, 2, 3, 4 and y = 1, 3, 2, 4: correlation 4 / 5 = 0.8
+    x, y = torch.tensor([[1.0], [2.0], [3.0], [4.0]]), torch.tensor([[1.0], [3.0], [2.0], [4.0]])
+    assert linear_cka(x, y) == pytest.approx(0.64)
+
+
 @pytest.mark.parametrize("debiased", [False, True])
 def test_identical_inputs_give_one(debiased):
     x, _, _ = _data()
     assert linear_cka(x, x, debiased) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_minibatch_of_identical_inputs_gives_one():
+    x, _, _ = _data()
     assert minibatch_cka([x], [x], 200)[0, 0].item() == pytest.approx(1.0, abs=1e-6)
 
 

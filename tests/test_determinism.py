@@ -27,11 +27,10 @@ def _compute(cache, monkeypatch) -> fe_vs_ft.Results:
 def test_ci_profile_twice_gives_identical_results(tmp_path, monkeypatch):
     first = _compute(tmp_path / "first", monkeypatch)
     second = _compute(tmp_path / "second", monkeypatch)
-    assert not (tmp_path / "first").samefile(tmp_path / "second")
+    assert all(any((tmp_path / run / "zoo").iterdir()) for run in ("first", "second"))  # each trained its own
     for table in ("checkpoints", "summary", "verdicts"):
         pd.testing.assert_frame_equal(getattr(first, table), getattr(second, table), check_exact=True)
     assert first.spectra.keys() == second.spectra.keys()
     for seed, spectra in first.spectra.items():
         assert spectra.keys() == second.spectra[seed].keys()
         assert all(np.array_equal(s, second.spectra[seed][name]) for name, s in spectra.items())
-    assert first.config == second.config

@@ -8,7 +8,6 @@ each in a subprocess with the same thread count, so that floating-point sums agr
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -71,10 +70,10 @@ def _assert_same_run(run: Path, reference: Path) -> None:
     assert read_json(run / "done.json")["losses"] == read_json(reference / "done.json")["losses"]
 
 
-@pytest.mark.slow  # four ci pretrainings in subprocesses (about 20 s on 2 free cores)
-def test_sigkill_resumes_bit_exact_and_truncated_checkpoint_is_retrained(tmp_path):
+@pytest.mark.slow  # four ci pretrainings in subprocesses per case (about 20 s on 2 free cores)
+@pytest.mark.parametrize("checkpoint", ["ep0.5", "ep1"])   # killed inside epoch 1 or at its end
+def test_sigkill_resumes_bit_exact_and_truncated_checkpoint_is_retrained(tmp_path, checkpoint):
     reference_proc = _start(tmp_path / "reference")  # uninterrupted, alongside the interrupted one
-    checkpoint = random.choice(["ep0.5", "ep1"])       # inside epoch 1 or at its end
     proc = _start(tmp_path / "killed")
     run = tmp_path / "killed" / "zoo"
     while not run.exists() or not any(run.iterdir()):

@@ -120,7 +120,6 @@ def test_criticality_runs_the_stages_before_a_module_once_not_per_cell(trained):
     hook.remove()
     passes = 2   # per cell: one precise-BN batch and one evaluation batch (256 images)
     assert len(calls) == 1 + 2 * passes + passes   # the final weights' BN pass, the stem's 2 cells, advancing
-    assert len(calls) < 5 * 2 * passes              # a full pass per cell: 5 modules x 2 alphas
 
 
 def test_criticality_does_not_depend_on_the_order_of_the_modules(trained):

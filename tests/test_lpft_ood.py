@@ -66,7 +66,6 @@ def test_config_profiles_use_the_glyphs_plus_digits_source():
 
 @pytest.mark.parametrize("params, parameter", [
     ({"shifts": ("fog",)}, "'shifts'"),
-    ({"severity": 6}, "'severity'"),
     ({"ood_size": 5000}, "'ood_size'"),
     ({"lpft_lrs": ()}, "'lpft_lrs'"),
     ({"finetune.lrr": 0.1}, "Unknown parameter 'finetune.lrr'"),

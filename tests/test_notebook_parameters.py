@@ -1,7 +1,6 @@
 """A bad papermill parameter stops a chapter at once with a one-line error, before any compute."""
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ CASES = [(chapter, *BAD_PROFILE) for chapter in CHAPTERS] + [
 
 @pytest.mark.parametrize("chapter, params, message", CASES, ids=[f"{c.stem[:2]} {' '.join(p[1:])}" for c, p, _ in CASES])
 def test_bad_parameter_fails_fast_with_one_line(chapter, params, message, tmp_path, isolated_cache):
-    start = time.time()
     proc = subprocess.run([sys.executable, "-m", "papermill", str(chapter), str(tmp_path / "out.ipynb"),
                            "-k", "python3", "--cwd", str(chapter.parent), *params],
                           capture_output=True, text=True, timeout=300)
@@ -29,7 +27,6 @@ def test_bad_parameter_fails_fast_with_one_line(chapter, params, message, tmp_pa
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr.split("PapermillExecutionError", 1)[1]
     assert not (isolated_cache / "zoo").exists()  # nothing was trained
-    assert time.time() - start < 120
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)

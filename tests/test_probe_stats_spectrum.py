@@ -61,12 +61,14 @@ def test_main_part_size():
     assert main_part_size(np.array([1.0, 1.0, 1.0, 1.0, 1.0]), 0.8) == 4
 
 
-def test_spectrum_split_reconstructs_features():
-    rng = np.random.default_rng(1)
-    f = rng.normal(size=(200, 6)) @ np.diag([10, 5, 1, 0.5, 0.2, 0.1]) + 3
+def test_spectrum_split_on_a_hand_case():
+    # Singular values sqrt(50) and sqrt(2): the first holds 0.83 of the mass, so k = 1 at 80%.
+    f = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) + 3
     spec = spectrum(f, 0.8)
-    total = project(f, spec, "main") + project(f, spec, "residual")
-    assert np.allclose(total, f - f.mean(0))
+    assert spec.k == 1 and spec.S == pytest.approx([50 ** 0.5, 2 ** 0.5])
+    assert np.allclose(project(f, spec, "main"), [[5, 0], [-5, 0], [0, 0], [0, 0]])
+    assert np.allclose(project(f, spec, "residual"), [[0, 0], [0, 0], [0, 1], [0, -1]])
+    assert spectrum(f, 0.9).k == 2
     with pytest.raises(ValueError, match="'part'"):
         project(f, spec, "middle")
 
@@ -78,7 +80,8 @@ def test_subspace_similarity_hand_cases():
     rotated = np.stack([e[:, 0], (e[:, 1] + e[:, 2]) / np.sqrt(2)], 1)
     assert subspace_similarity(e[:, :2], rotated) == pytest.approx(0.75)  # cos^2: 1 and 1/2
     assert normalised_similarity(e[:, :2], e[:, :2]) == pytest.approx(1.0)
+    assert normalised_similarity(e[:, :2], rotated) == pytest.approx((0.75 - 2 / 5) / (1 - 2 / 5))  # chance 2 / 5
     rng = np.random.default_rng(0)
     a = np.linalg.qr(rng.normal(size=(2000, 20)))[0]
     b = np.linalg.qr(rng.normal(size=(2000, 20)))[0]
-    assert abs(normalised_similarity(a, b)) < 0.01  # random subspaces score ~0
+    assert abs(normalised_similarity(a, b)) < 0.002  # random subspaces score ~0 (raw similarity: ~20 / 2000)
