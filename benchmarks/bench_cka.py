@@ -41,7 +41,7 @@ def run(quick: bool, device: str) -> dict:
     def baseline() -> torch.Tensor:
         return torch.tensor([[linear_cka(x, y) for y in feats_b] for x in feats_a])
 
-    ours_m, base_m = compare(ours, baseline, device, repeats=1 if quick else 3)
+    ours_m, base_m = compare(ours, baseline, device, repeats=1 if quick else 3, warmup=not quick)
     layers = len(feats_a)
     dims = sorted({f[0].numel() for f in feats_a})
     return {"cases": [case(f"vit_w{model_cfg.width}_d{model_cfg.depth}",

@@ -44,7 +44,7 @@ def stir_case(model_cfg: ModelConfig, n: int, steps: int, device: str, quick: bo
     def baseline() -> None:
         invert(model, images, layers, steps=steps, batched=False)
 
-    ours_m, base_m = compare(ours, baseline, device, repeats=1 if quick else 3)
+    ours_m, base_m = compare(ours, baseline, device, repeats=1 if quick else 3, warmup=not quick)
     return case(f"{model_cfg.arch}_w{model_cfg.width}_d{model_cfg.depth}",
                 f"invert {len(layers)} layers x {n} images x {steps} Adam steps: batched vs per-layer loop",
                 ours_m, base_m, items=n * len(layers) * steps, device=device,

@@ -140,6 +140,7 @@ def train_case(spec: Spec, device: str, quick: bool) -> dict:
     flops = step_flops(ours_model, spec, device) * steps if device.startswith("cuda") else None
     return case(spec.name, "one epoch of training", ours_m, base_m, items=steps * spec.batch_size, flops=flops,
                 device=device, target=10.0 if device.startswith("cuda") else 2.0, model=vars(spec.model),
+                **({"target_mfu": 0.25} if device.startswith("cuda") and spec.model.arch == "vit" else {}),
                 params=sum(p.numel() for p in base_model.parameters()), batch_size=spec.batch_size,
                 steps_per_run=steps, naive_num_workers=workers)
 

@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmarks on {device} (load average {os.getloadavg()[0]:.2f}); quick={args.quick}", flush=True)
     failed = []
     for name in names:
+        only_on = getattr(importlib.import_module(f"benchmarks.bench_{name}"), "DEVICES", None)
+        if only_on and device.split(":")[0] not in only_on:
+            print(f"  {name}: skipped on {device} (it measures {', '.join(only_on)} only)", flush=True)
+            continue
         start = time.perf_counter()
         try:
             _, path = run_benchmark(name, args.quick, device, args.out)

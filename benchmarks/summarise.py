@@ -22,6 +22,7 @@ import matplotlib.ticker  # noqa: E402
 
 from transferlab.cache import atomic_write  # noqa: E402
 
+from .common import assess  # noqa: E402
 from .runner import RESULTS, check_record, compile_suffix  # noqa: E402
 
 PROFILE_PREFIX = "profile-"   # benchmarks.profile_train's results, beside the benchmarks' own
@@ -72,9 +73,10 @@ def _mfu(side: dict) -> str:
 
 
 def _speedup(c: dict) -> str:
-    if c["target_speedup"] is None:
-        return f"{c['speedup']:.2f}x"
-    return f"{c['speedup']:.2f}x ({'meets' if c['meets_target'] else 'below'} {c['target_speedup']:g}x)"
+    """The median ratio and how it stands against the case's targets, by today's rules (`assess`),
+    whatever the result file stored when it was measured."""
+    state, why = assess(c)
+    return f"{c['speedup']:.2f}x" + (f" ({why})" if state else "")
 
 
 def _best_ratio(c: dict) -> str:
@@ -143,7 +145,7 @@ def render(records: list[dict], profiles: list[dict] = ()) -> str:
 def speedup_rows(records: list[dict]) -> list[dict]:
     """One row per device and case, in the table's order: what the figure draws."""
     return [{"device": r["provenance"]["device"], "label": f"{r['name']}{_mode(r['provenance'])}: {c['case']}",
-             "speedup": round(c["speedup"], 3), "target": c["target_speedup"], "meets": c["meets_target"]}
+             "speedup": round(c["speedup"], 3), "target": c["target_speedup"], "state": assess(c)[0]}
             for r in records for c in r["cases"]]
 
 
@@ -153,14 +155,15 @@ def rows_digest(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
-COLOURS = {True: "tab:green", False: "tab:red", None: "tab:gray"}
+COLOURS = {"meets": "tab:green", "below": "tab:red", "unsettled": "tab:orange", None: "tab:gray"}
 
 
 def plot(records: list[dict]):
     """Speed-up over the baseline per case on a log axis, one panel per device: green where it
-    meets its target (the black tick), red where it does not, grey where there is no target (the
-    vmapped seeds, which decide a default rather than claim a speed-up). Bars start at 1x (as fast
-    as the baseline), so a slower path's bar points left."""
+    meets its target (the black tick), red where it does not (or fails a required accuracy or MFU),
+    orange where only the medians meet it (unsettled), grey where there is no target (the vmapped
+    seeds, which decide a default rather than claim a speed-up). Bars start at 1x (as fast as the
+    baseline), so a slower path's bar points left."""
     rows = speedup_rows(records)
     devices = list(dict.fromkeys(row["device"] for row in rows))
     counts = [sum(row["device"] == d for row in rows) for d in devices]
@@ -169,7 +172,7 @@ def plot(records: list[dict]):
     for ax, device in zip(axes[:, 0], devices):
         mine = [row for row in rows if row["device"] == device][::-1]   # first row on top
         ys = range(len(mine))
-        ax.barh(ys, [row["speedup"] - 1 for row in mine], left=1, color=[COLOURS[row["meets"]] for row in mine])
+        ax.barh(ys, [row["speedup"] - 1 for row in mine], left=1, color=[COLOURS[row["state"]] for row in mine])
         for y, row in zip(ys, mine):
             left = row["speedup"] < 1   # the label goes beyond the bar's end, on its side of 1x
             ax.annotate(f"{row['speedup']:.2f}x", (row["speedup"], y), xytext=(-3 if left else 3, 0),
@@ -218,5 +221,22 @@ def write_table(results: Path = RESULTS, table: Path = TABLE) -> Path:
     return table
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.summarise", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the table or the figure is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = [str(p) for p, ok in ((TABLE, TABLE.exists() and TABLE.read_text() == render(load_records(), load_profiles())),
+                                      (FIGURE, figure_digest(FIGURE) == rows_digest(speedup_rows(load_records()))))
+                 if not ok]
+        print(f"stale: {', '.join(stale)} (run `python -m benchmarks.summarise`)" if stale else "up to date")
+        return 1 if stale else 0
     print(f"wrote {write_table()} and {write_figure()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -73,6 +73,46 @@ def test_a_failing_summary_refresh_does_not_fail_the_measurement(tmp_path, monke
     assert "case lacks ['what']" in err and "run `python -m benchmarks.summarise`" in err
 
 
+def _case(speedup: float, target: float | None, fastest: float | None = None, **extra) -> dict:
+    """A case whose medians give `speedup` and whose fastest runs give `fastest` (default the same)."""
+    fastest = speedup if fastest is None else fastest
+    return {"speedup": speedup, "target_speedup": target, "ours": {"seconds_all": [1.0, 2.0], "mfu": extra.pop("mfu", None)},
+            "baseline": {"seconds_all": [fastest, fastest + 9.0]}, **extra}
+
+
+def test_assess_applies_the_page_rules_to_any_stored_case():
+    from benchmarks.common import assess
+
+    assert assess(_case(4.0, None)) == (None, "")
+    assert assess(_case(4.0, 3.0)) == ("meets", "meets 3x")
+    assert assess(_case(2.5, 3.0)) == ("below", "below 3x")
+    # the medians meet 3x, the fastest runs (2.87 s / 1.0 s) do not: not settled, so not met
+    assert assess(_case(3.17, 3.0, fastest=2.87)) == ("unsettled", "meets 3x by medians, fastest runs 2.87x")
+    assert assess(_case(31.1, 1.0, acc_agrees=False, acc_diff_pp=1.29)) == ("below", "accuracy differs by 1.29 pp")
+    assert assess(_case(1.6, 1.0, acc_agrees=True, acc_diff_pp=0.0))[1] == "meets 1x, test accuracy within 0.5 pp (+0.00)"
+    assert assess(_case(12.0, 10.0, mfu=0.036, target_mfu=0.25)) == ("below", "MFU 3.6% below 25%")
+    assert assess(_case(1.74, 10.0, mfu=0.036, target_mfu=0.25)) == ("below", "below 10x and MFU 3.6% below 25%")
+    assert assess(_case(12.0, 10.0, mfu=0.3, target_mfu=0.25))[0] == "meets"
+
+
+def test_a_benchmark_limited_to_some_devices_is_skipped_on_the_others(tmp_path, capsys):
+    assert main(["--quick", "--device", "cuda:0", "--only", "probe", "--out", str(tmp_path)]) == 0
+    assert "probe: skipped on cuda:0 (it measures cpu only)" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_summarise_check_writes_nothing_and_says_whether_the_page_is_stale(tmp_path, monkeypatch, capsys):
+    import benchmarks.summarise as summarise
+
+    monkeypatch.setattr(summarise, "TABLE", tmp_path / "table.md")
+    monkeypatch.setattr(summarise, "FIGURE", tmp_path / "figure.svg")
+    assert summarise.main(["--check"]) == 1 and "stale" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+    write_table(table=tmp_path / "table.md")
+    write_figure(figure=tmp_path / "figure.svg")
+    assert summarise.main(["--check"]) == 0 and "up to date" in capsys.readouterr().out
+
+
 def test_check_record_names_what_is_missing():
     with pytest.raises(ValueError, match="'provenance'"):
         check_record({"schema": 1, "name": "x", "device": "cpu", "cases": []})

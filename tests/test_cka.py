@@ -37,6 +37,14 @@ def test_biased_cka_of_one_feature_is_the_squared_correlation():
     assert linear_cka(x, y) == pytest.approx(0.64)
 
 
+def test_biased_cka_with_more_features_than_examples_is_the_feature_space_formula():
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(6, 20, generator=g, dtype=torch.float64), torch.randn(6, 30, generator=g, dtype=torch.float64)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    want = (yc.T @ xc).square().sum() / torch.sqrt((xc.T @ xc).square().sum() * (yc.T @ yc).square().sum())
+    assert linear_cka(x, y) == pytest.approx(want.item(), rel=1e-12)   # computed from the 6 x 6 Gram matrices
+
+
 @pytest.mark.parametrize("debiased", [False, True])
 def test_identical_inputs_give_one(debiased):
     x, _, _ = _data()

@@ -18,7 +18,9 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> float:
     """Linear CKA of two representations of the same n examples ((n, ...) each, flattened).
 
-    Biased (Kornblith et al. 2019): ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F).
+    Biased (Kornblith et al. 2019): ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F), computed in
+    feature space or, where that is cheaper (more features than examples), as the same value from
+    the n x n Gram matrices: <Kx, Ky>_F / (||Kx||_F ||Ky||_F) with Kx = Xc Xc^T.
     `debiased=True` uses the unbiased HSIC estimator instead (needs n > 3).
     """
     x, y = _flat(x), _flat(y)
@@ -29,6 +31,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> floa
         h = unbiased_hsic(grams, grams)
         return float(h[0, 1] / torch.sqrt(h[0, 0] * h[1, 1]))
     x, y = x - x.mean(0), y - y.mean(0)
+    (n, dx), dy = x.shape, y.shape[1]
+    if n * (dx + dy) < dx * dy + dx * dx + dy * dy:   # the Gram form's FLOPs against the feature form's
+        kx, ky = x @ x.T, y @ y.T
+        return float((kx * ky).sum() / torch.sqrt(kx.square().sum() * ky.square().sum()))
     cross = (y.T @ x).square().sum()
     return float(cross / torch.sqrt((x.T @ x).square().sum() * (y.T @ y).square().sum()))
 
