@@ -42,6 +42,8 @@ CONFIG_CASES = [
     ("fe_vs_ft", "ci", {"pretrain.early_checkpoints": (0.98,)}, "which has 9 step(s) here (0.98 of it rounds to step 9)"),
     ("feature_reuse", "ci", {"speed_fractions": (0.25, 0.3)}, "The 'speed_fractions' parameter must put each"),
     ("lpft_ood", "ci", {"severity": 6}, "The 'severity' parameter must be an int in the range [1, 5]"),
+    ("lpft_ood", "ci", {"target.name": "sklearn-digits", "target.train": 600, "target.val": 200, "target.test": 900},
+     "The 'shifts' parameter 'sklearn-digits' is the ID target's own data set"),
     ("lpft_ood", "ci", {"ood_size": 10_000}, "The 'ood_size' parameter must be at most 'target.test'"),
     ("feature_reuse", "ci", {"eval_images": 100_000}, "The 'eval_images' parameter must be at most"),
     ("feature_reuse", "ci", {"checkpoint_epochs": (100.0,)}, "The 'checkpoint_epochs' parameter must name"),

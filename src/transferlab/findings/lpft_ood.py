@@ -105,8 +105,15 @@ def config(profile: str = "cpu", **params: Any) -> LpFtConfig:
 
 
 def _check_shifts(cfg: LpFtConfig) -> None:
-    """Every shift must share the ID target's classes, and fit in its data set and the ID test set."""
+    """Every shift must share the ID target's classes, come from another data set than the ID target
+    (a data-set shift of the target itself is the ID distribution; for sklearn-digits its images would be
+    the ID training images), and fit in its data set and the ID test set."""
     for name in cfg.shifts:
+        shift = SHIFTS[name]
+        if shift.corruption is None and (shift.dataset or name) == cfg.target.name:
+            raise ParameterError(f"The 'shifts' parameter {name!r} is the ID target's own data set "
+                                 f"(target.name {cfg.target.name!r}), not a shift of it: drop it from 'shifts' "
+                                 f"or pick another target.")
         targets = SHIFTS[name].targets
         if targets is not None and cfg.target.name not in targets:
             raise ParameterError(f"The 'shifts' parameter {name!r} is a shift of target.name in {list(targets)} "
