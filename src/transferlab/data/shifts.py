@@ -140,8 +140,9 @@ class Shift:
 
 SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("font-digits", COVERED,
-          "Digits rendered MNIST-like (light on black) in fonts held out from pretraining; the source "
-          "draws digits in the other fonts."),
+          "Digits rendered MNIST-like (light on black) in font files held out from pretraining; the source "
+          "draws digits in other files, among them bold, oblique and italic styles of the held-out families "
+          "(the split is by file, not by family)."),
     Shift("photo-background", COVERED,
           "The ID test digits in random colours on darkened photo crops, the style of the source images.",
           photo_background, lambda s: f"background up to {PHOTO_MAX_LEVEL[s - 1]} grey levels"),
