@@ -22,7 +22,7 @@ import matplotlib.ticker  # noqa: E402
 
 from transferlab.cache import atomic_write  # noqa: E402
 
-from .common import assess  # noqa: E402
+from .common import assess, fastest_ratio  # noqa: E402
 from .runner import RESULTS, check_record, compile_suffix  # noqa: E402
 
 PROFILE_PREFIX = "profile-"   # benchmarks.profile_train's results, beside the benchmarks' own
@@ -79,11 +79,6 @@ def _speedup(c: dict) -> str:
     return f"{c['speedup']:.2f}x" + (f" ({why})" if state else "")
 
 
-def _best_ratio(c: dict) -> str:
-    """Fastest baseline run over fastest run of ours: on a shared machine, the runs least slowed by others."""
-    return f"{min(c['baseline']['seconds_all']) / min(c['ours']['seconds_all']):.2f}x"
-
-
 def _short(name: str, width: int = 48) -> str:
     """A kernel's name cut to fit a table cell (CUDA's templated names run to hundreds of characters)."""
     return name if len(name) <= width else name[:width - 1] + "…"
@@ -125,7 +120,7 @@ def render(records: list[dict], profiles: list[dict] = ()) -> str:
             mode = _mode(r["provenance"])
             for c in r["cases"]:
                 o, b = c["ours"], c["baseline"]
-                lines.append(f"| {r['name']}{mode} | {c['case']} | {_speedup(c)} | {_best_ratio(c)} "
+                lines.append(f"| {r['name']}{mode} | {c['case']} | {_speedup(c)} | {fastest_ratio(c):.2f}x "
                              f"| {o['seconds']:.3f} / {b['seconds']:.3f} | {_rate(o)} / {_rate(b)} "
                              f"| {o['peak_mem_mb']:.0f} / {b['peak_mem_mb']:.0f} |"
                              + (f" {_mfu(o)} / {_mfu(b)} |" if mfu else ""))
