@@ -192,11 +192,13 @@ def measure_checkpoint(cfg: CrossConfig, zoo_run: ZooRun, meta: dict, data: Data
     """Every statistic of one checkpoint."""
     name, seed, reuse = meta["name"], zoo_run.seed, cfg.feature_reuse
     fe = fe_vs_ft.measure_checkpoint(cfg.fe_vs_ft, zoo_run, meta, data.fe_vs_ft)
-    (best_pt,), _ = feature_reuse.tuned_units(reuse, zoo_run, data.reuse, "pt", IMAGE_SIZE, checkpoint=name)
+    # two P-T runs at the lr best on validation: the first for the accuracy gap and STIR, both for the barrier
+    pts, _ = feature_reuse.tuned_units(reuse, zoo_run, data.reuse, "pt", IMAGE_SIZE, replicas=2, checkpoint=name)
+    best_pt = pts[0]
     (rit,), _ = feature_reuse.tuned_units(reuse, zoo_run, data.reuse, "ri", IMAGE_SIZE)
-    barrier = barrier_unit(cfg, zoo_run, data.reuse, name)
+    barrier = barrier_unit(cfg, zoo_run, data.reuse, name, pts)
     lpft = lpft_ood.measure_seed(cfg.lpft_ood, zoo_run, data.lpft, data.ood, name)
-    stir = stir_unit(cfg, zoo_run, data.reuse, name, progress)
+    stir = stir_unit(cfg, zoo_run, data.reuse, name, best_pt, progress)
     acc = lpft["accuracy"]
     shifts = list(cfg.lpft_ood.shifts)
     row = {"seed": seed, "checkpoint": name, "epoch": float(meta["epoch"]), "source_acc": meta["source_acc"],
@@ -214,11 +216,10 @@ def _cross_dir(kind: str, parts: dict) -> Any:
     return cache_root() / "findings" / NAME / kind / config_hash(parts)
 
 
-def barrier_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str) -> dict:
-    """Error barrier on the straight line between two P-T runs (fine-tuning seeds) from checkpoint
+def barrier_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, pts: list[dict]) -> dict:
+    """Error barrier on the straight line between two P-T runs `pts` (fine-tuning seeds) from checkpoint
     `name`, as in chapter 03: its cached analysis for the final checkpoint, the same path otherwise."""
     reuse = cfg.feature_reuse
-    pts, _ = feature_reuse.tuned_units(reuse, zoo_run, data, "pt", IMAGE_SIZE, replicas=2, checkpoint=name)
     if name == zoo_run.checkpoints()[-1]["name"] and IMAGE_SIZE in reuse.analysis_blocks:
         rits, _ = feature_reuse.tuned_units(reuse, zoo_run, data, "ri", IMAGE_SIZE, replicas=2)
         units = {("pt", r): u for r, u in enumerate(pts)} | {("ri", r): u for r, u in enumerate(rits)}
@@ -253,12 +254,12 @@ def path_barrier(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str,
 STIR_FIELDS = ("images", "representation", "steps", "step_size", "optimizer", "start")
 
 
-def stir_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, progress: bool) -> dict:
-    """Finding 01's statistics between checkpoint `name` (pt) and its P-T run (ft), over the
+def stir_unit(cfg: CrossConfig, zoo_run: ZooRun, data: TargetData, name: str, ft_run: dict,
+              progress: bool) -> dict:
+    """Finding 01's statistics between checkpoint `name` (pt) and its P-T run `ft_run` (ft), over the
     ResNet's stem and blocks: s and shallow retention of R = STIR(ft | pt), the sanity gap of
     S = STIR(pt | pt), the noise floor of ft's readout and the worst layer's inversion residual (cached)."""
     reuse, inv, seed = cfg.feature_reuse, cfg.invariance, zoo_run.seed
-    (ft_run,), _ = feature_reuse.tuned_units(reuse, zoo_run, data, "pt", IMAGE_SIZE, checkpoint=name)
     folder = _cross_dir("stir", {"train": feature_reuse.train_key(reuse),
                                  **{k: to_dict(inv)[k] for k in STIR_FIELDS}})
 
