@@ -7,9 +7,9 @@ main components and residual. Verdicts B1-B3 follow ../shared/CLAIMS.md.
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,10 @@ from ..metrics.spectrum import normalised_similarity, project, spectrum
 from ..probe import fit_linear_probe
 from ..profiles import pretrain_overrides
 from ..provenance import compute_origin, results_provenance, stopwatch
+from ..selection import best_on_validation, finetune_each_lr
 from ..stats import CORRELATION_RANGE, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
 from ..stats import verdict_row as _row
-from ..train import accuracy, extract_features, train
+from ..train import accuracy, extract_features
 from ..zoo import ZooRun, check_pretrain, pretrain
 from . import seeds_to_compute
 
@@ -139,18 +140,17 @@ def measure_checkpoint(cfg: FeVsFtConfig, zoo_run: ZooRun, meta: dict, data: dic
 
 def finetune_best_lr(cfg: FeVsFtConfig, zoo_run: ZooRun, name: str, data: dict[str, DeviceData]) -> dict:
     """Fine-tune all weights once per learning rate; report the test accuracy of the best on val."""
-    best = None
     num_classes = int(data["train"].labels.max().item()) + 1
-    for lr in cfg.ft_lrs:
-        torch.manual_seed(zoo_run.seed)
+
+    def start() -> torch.nn.Module:
         model = zoo_run.load(name, cfg.device)
         model.reset_classifier(num_classes)
-        train(model, data["train"], dataclasses.replace(cfg.finetune, lr=lr), seed=zoo_run.seed,
-              desc=f"fine-tune seed {zoo_run.seed} {name} lr {lr:g}")
-        val, test = accuracy(model, data["val"]), accuracy(model, data["test"])
-        if best is None or val > best["ft_val_acc"]:
-            best = {"ft_acc": test, "ft_val_acc": val, "ft_lr": lr}
-    return best
+        return model
+
+    runs = [{"ft_acc": accuracy(model, data["test"]), "ft_val_acc": accuracy(model, data["val"]), "ft_lr": lr}
+            for lr, model in finetune_each_lr(start, data["train"], cfg.finetune, cfg.ft_lrs, seed=zoo_run.seed,
+                                              desc=f"fine-tune seed {zoo_run.seed} {name}")]
+    return best_on_validation(runs, itemgetter("ft_val_acc"))
 
 
 def spectral_analysis(cfg: FeVsFtConfig, zoo_run: ZooRun, names: list[str]) -> tuple[list[dict], dict]:

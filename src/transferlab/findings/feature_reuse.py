@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from ..metrics.landscape import criticality_map, error_at, error_along_path, los
 from ..models import create_model
 from ..profiles import pretrain_overrides
 from ..provenance import compute_origin, results_provenance, stopwatch
+from ..selection import best_on_validation
 from ..stats import CORRELATION_RANGE, INCONCLUSIVE, mean_ci, verdict_above, verdict_below
 from ..stats import verdict_row as _row
 from ..train import accuracy, channels_last, early_checkpoint_steps, load_weights, predict, train
@@ -281,18 +283,12 @@ def lr_grid(cfg: FeatureReuseConfig, init: str) -> tuple:
     return cfg.pt_lrs if init == "pt" else cfg.rit_lrs
 
 
-def best_on_validation(units: list[dict]) -> dict:
-    """The run with the highest validation accuracy (the earliest in its grid on a tie): every lr
-    is picked on validation data, never on the test split the claims are read from."""
-    return max(units, key=lambda u: u["val_acc"])
-
-
 def tuned_units(cfg: FeatureReuseConfig, zoo_run: ZooRun, data: TargetData, init: str, block: int,
                 replicas: int = 1, checkpoint: str | None = None) -> tuple[list[dict], list[dict]]:
     """The runs a comparison uses, the first at the lr of `init`'s grid that won on validation and any
     further replica at the same lr, and the search: one first run (replica 0) per lr, in grid order."""
     searched = [finetune_unit(cfg, zoo_run, data, init, block, 0, checkpoint, lr) for lr in lr_grid(cfg, init)]
-    best = best_on_validation(searched)
+    best = best_on_validation(searched, itemgetter("val_acc"))
     chosen = [best, *(finetune_unit(cfg, zoo_run, data, init, block, r, best["checkpoint"], best["lr"])
                       for r in range(1, replicas))]
     return chosen, searched

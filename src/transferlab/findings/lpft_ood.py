@@ -12,8 +12,8 @@ method moved the penultimate features. Verdicts D1-D3 follow ../shared/CLAIMS.md
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,9 @@ from ..metrics.distortion import feature_distortion
 from ..probe import LinearProbe, fit_linear_probe
 from ..profiles import pretrain_overrides
 from ..provenance import compute_origin, results_provenance, stopwatch
+from ..selection import best_on_validation, finetune_each_lr
 from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci, verdict_above
-from ..train import accuracy, extract_features, train
+from ..train import accuracy, extract_features
 from ..zoo import ZooRun, check_pretrain, pretrain
 from . import seeds_to_compute
 
@@ -218,22 +219,24 @@ def _fit_best_lr(cfg: LpFtConfig, zoo_run: ZooRun, checkpoint: str, lrs: tuple, 
     """Fine-tune all weights once per lr (from a fresh head, or from the probe with BN frozen);
     return the model best on ID validation, its lr and the validation accuracy of every lr."""
     num_classes = int(data["train"].labels.max().item()) + 1
-    method = "FT" if probe is None else "LP-FT"
-    best, val_by_lr = None, {}
-    for lr in lrs:
-        torch.manual_seed(zoo_run.seed)
+
+    def start() -> torch.nn.Module:
         model = zoo_run.load(checkpoint, cfg.device)
         model.reset_classifier(num_classes)
         if probe is not None:
             probe_as_linear(probe, model.get_classifier())
-            if "start" not in val_by_lr:   # before any step: the LP head's own val accuracy
-                val_by_lr["start"] = accuracy(model, data["val"])
-        train(model, data["train"], dataclasses.replace(cfg.finetune, lr=lr), seed=zoo_run.seed,
-              freeze_bn=probe is not None, desc=f"{method} seed {zoo_run.seed} lr {lr:g}")
-        val_by_lr[f"{lr:g}"] = accuracy(model, data["val"])
-        if best is None or val_by_lr[f"{lr:g}"] > best[2]:
-            best = (model, lr, val_by_lr[f"{lr:g}"])
-    return best[0], best[1], val_by_lr
+        return model
+
+    val_by_lr = {}
+    if probe is not None:   # before any step: the LP head's own val accuracy
+        val_by_lr["start"] = accuracy(start(), data["val"])
+    method = "FT" if probe is None else "LP-FT"
+    runs = [(model, lr, accuracy(model, data["val"]))
+            for lr, model in finetune_each_lr(start, data["train"], cfg.finetune, lrs, seed=zoo_run.seed,
+                                              freeze_bn=probe is not None, desc=f"{method} seed {zoo_run.seed}")]
+    val_by_lr |= {f"{lr:g}": val for _, lr, val in runs}
+    model, lr, _ = best_on_validation(runs, itemgetter(2))
+    return model, lr, val_by_lr
 
 
 def start_checkpoint(zoo_run: ZooRun, checkpoint: str | None) -> dict:
